@@ -1,0 +1,225 @@
+"""The CAM family as small functions of a layer's activations A and gradients G.
+
+Every ``*_cam`` function takes ``A`` and ``G`` of shape ``(N, C, h, w)`` (G = d score / d A,
+the class score taken before softmax) and returns the *raw, signed* map ``(N, h, w)`` at the
+layer's resolution. :func:`finalize` turns a raw map into what is displayed: ReLU, per-image
+min-max scaling to [0, 1] (an all-zero map stays zero, never NaN), bilinear upsampling to the
+input size (``align_corners=False``).
+
+Most methods differ only in how they weight the channels ``A_k``:
+
+=============  ==========================================================================
+Grad-CAM       w_k = mean over positions of G_k                         (Selvaraju 2017)
+HiResCAM       no channel weight: sum_k G_k * A_k elementwise           (Draelos 2020)
+Grad-CAM++     w_k = sum_ij a_ij ReLU(G_ij), a = G^2/(2G^2 + sum A G^3) (Chattopadhay 2018)
+XGrad-CAM      w_k = sum_ij (A_ij / sum_ab A_ab) G_ij                   (Fu 2020)
+LayerCAM       sum_k ReLU(G_k) * A_k elementwise                        (Jiang 2021)
+Eigen-CAM      first principal component of A; no gradient, no class   (Muhammad 2020)
+CAM            sum_k W_ck A_k with W the weights of a GAP + linear head (Zhou 2016)
+Score-CAM      w_k = softmax_k of the score when the input is masked by A_k (Wang 2020)
+=============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .capture import Target, check_images, model_mode, target_scores
+
+EPS = 1e-7
+
+
+def _weighted_sum(weights: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """sum_k w_k A_k for weights (N, C) -> (N, h, w)."""
+    return torch.einsum("nc,nchw->nhw", weights, A)
+
+
+def grad_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM: channel weights are the spatially averaged gradients."""
+    return _weighted_sum(G.mean(dim=(2, 3)), A)
+
+
+def hires_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """HiResCAM: gradient times activation at every position, summed over channels."""
+    return (G * A).sum(dim=1)
+
+
+def grad_cam_pp(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ (closed form for an exponential score, as in the paper and grad-cam)."""
+    g2 = G.pow(2)
+    g3 = g2 * G
+    sum_A = A.sum(dim=(2, 3), keepdim=True)
+    alpha = g2 / (2 * g2 + sum_A * g3 + 1e-6)
+    alpha = torch.where(G != 0, alpha, torch.zeros_like(alpha))
+    weights = (alpha * G.clamp(min=0)).sum(dim=(2, 3))
+    return _weighted_sum(weights, A)
+
+
+def xgrad_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """XGrad-CAM: gradients weighted by each position's share of the channel's activation."""
+    sum_A = A.sum(dim=(2, 3), keepdim=True)
+    weights = (G * A / (sum_A + EPS)).sum(dim=(2, 3))
+    return _weighted_sum(weights, A)
+
+
+def layer_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """LayerCAM: positive gradients times activations, elementwise."""
+    return (G.clamp(min=0) * A).sum(dim=1)
+
+
+def eigen_cam(A: torch.Tensor, G: torch.Tensor | None = None) -> torch.Tensor:
+    """Eigen-CAM: projection of each position's activation vector on the first principal
+    component (activations centred over positions). Class-agnostic: ``G`` is ignored.
+
+    The sign of a principal component is arbitrary; it is chosen so that the projection's
+    largest magnitude is positive (the sign correction of Seg-Eigen-CAM, also in grad-cam).
+    """
+    n, c, h, w = A.shape
+    X = A.reshape(n, c, h * w).transpose(1, 2).double()       # (N, positions, C)
+    X = X - X.mean(dim=1, keepdim=True)
+    _, _, Vh = torch.linalg.svd(X, full_matrices=False)
+    proj = (X @ Vh[:, 0, :, None]).squeeze(-1)                  # (N, positions)
+    flip = proj.min(dim=1).values.abs() > proj.max(dim=1).values.abs()
+    proj = torch.where(flip[:, None], -proj, proj)
+    return proj.reshape(n, h, w).to(A.dtype)
+
+
+def class_activation_map(A: torch.Tensor, fc_weight: torch.Tensor,
+                         classes: torch.Tensor | list[int] | int) -> torch.Tensor:
+    """CAM (Zhou et al. 2016) for a GAP + linear head: sum_k W[c, k] A_k.
+
+    ``fc_weight``: the head's weight ``(num_classes, C)``; ``classes``: one per image or an int.
+    """
+    n = A.shape[0]
+    classes = torch.as_tensor(classes, device=A.device).reshape(-1).expand(n) \
+        if not isinstance(classes, int) else torch.full((n,), classes, device=A.device)
+    if fc_weight.shape[1] != A.shape[1]:
+        raise ValueError(f"fc_weight: has {fc_weight.shape[1]} inputs but the activations have "
+                         f"{A.shape[1]} channels; CAM needs the layer feeding the GAP + linear head")
+    return _weighted_sum(fc_weight[classes].to(A.dtype), A)
+
+
+GRADIENT_METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "gradcam": grad_cam,
+    "hirescam": hires_cam,
+    "gradcam++": grad_cam_pp,
+    "xgradcam": xgrad_cam,
+    "layercam": layer_cam,
+    "eigencam": eigen_cam,
+}
+"""Methods computed from one capture's (A, G), by the names used in the course and the CLI."""
+
+METHOD_TITLES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM", "gradcam++": "Grad-CAM++",
+                 "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "eigencam": "Eigen-CAM",
+                 "scorecam": "Score-CAM", "cam": "CAM"}
+
+
+def raw_map(method: str, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """The raw signed map ``(N, h, w)`` of a method named in :data:`GRADIENT_METHODS`."""
+    try:
+        fn = GRADIENT_METHODS[method]
+    except KeyError:
+        raise ValueError(f"method: unknown method {method!r}; choose one of "
+                         f"{', '.join(GRADIENT_METHODS)}") from None
+    return fn(A, G)
+
+
+def normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max to [0, 1] with an epsilon: ``(N, h, w)`` -> ``(N, h, w)``.
+
+    An all-zero map stays all zero (no division by zero, no NaN).
+    """
+    flat = maps.reshape(maps.shape[0], -1)
+    lo = flat.min(dim=1).values[:, None, None]
+    shifted = maps - lo
+    hi = shifted.reshape(maps.shape[0], -1).max(dim=1).values[:, None, None]
+    return shifted / (hi + EPS)
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``(N, h, w)`` maps to ``size`` (H, W), ``align_corners=False``."""
+    return F.interpolate(maps[:, None], size=size, mode="bilinear",
+                         align_corners=False)[:, 0]
+
+
+def finalize(raw: torch.Tensor, size: tuple[int, int] | None = None,
+             relu: bool = True) -> torch.Tensor:
+    """Raw signed map -> displayed map: ReLU, per-image min-max, bilinear upsampling."""
+    maps = raw.clamp(min=0) if relu else raw
+    maps = normalize(maps)
+    return upsample(maps, size) if size is not None else maps
+
+
+@torch.no_grad()
+def score_cam(model: nn.Module, x: torch.Tensor, A: torch.Tensor, target: Target,
+              batch_size: int = 32, max_channels: int | None = None) -> torch.Tensor:
+    """Score-CAM raw map ``(N, h, w)``: one masked forward per channel, batched.
+
+    Each channel ``A_k`` is upsampled to the input size, min-max scaled to [0, 1] and used
+    as a soft mask on the input; the class score of the masked image (before softmax) is
+    softmaxed over channels to give the channel weights. ``max_channels`` keeps the channels
+    with the largest mean activation (None: all of them).
+    """
+    check_images(model, x)
+    n, c, h, w = A.shape
+    if A.shape[0] != x.shape[0]:
+        raise ValueError(f"A: activations for {A.shape[0]} images, but x has {x.shape[0]}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
+    A = A.detach()
+    masks = F.interpolate(A, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    flat = masks.reshape(n, c, -1)
+    lo, hi = flat.min(-1).values, flat.max(-1).values
+    masks = (masks - lo[..., None, None]) / (hi - lo + EPS)[..., None, None]
+    channels = torch.arange(c, device=A.device).expand(n, c)
+    if max_channels is not None and max_channels < c:
+        channels = A.mean(dim=(2, 3)).topk(max_channels, dim=1).indices
+    k = channels.shape[1]
+    with model_mode(model):
+        weights = torch.empty(n, k, device=A.device, dtype=A.dtype)
+        for i in range(n):
+            # the target for image i alone
+            if isinstance(target, int) or callable(target):
+                t_i = target
+            else:
+                t_i = [int(torch.as_tensor(target).reshape(-1)[i])]
+            for start in range(0, k, batch_size):
+                idx = channels[i, start:start + batch_size]
+                batch = x[i:i + 1] * masks[i, idx][:, None]
+                if isinstance(t_i, list):
+                    t_b = t_i * len(idx)
+                else:
+                    t_b = t_i
+                weights[i, start:start + len(idx)] = target_scores(model(batch), t_b)
+        weights = weights.softmax(dim=1)
+    selected = A.gather(1, channels[..., None, None].expand(n, k, h, w))
+    return _weighted_sum(weights, selected)
+
+
+def explain(model: nn.Module, x: torch.Tensor, layers, target: Target,
+            methods=("gradcam",), upsample_to_input: bool = True,
+            ) -> dict[str, dict[str, torch.Tensor]]:
+    """Maps for many layers and methods from ONE forward and ONE backward.
+
+    Returns ``maps[layer][method]`` of shape ``(N, H, W)`` (input size) in [0, 1], or at the
+    layer's resolution when ``upsample_to_input`` is False. Methods: names of
+    :data:`GRADIENT_METHODS`.
+    """
+    from .capture import capture
+
+    for m in methods:
+        if m not in GRADIENT_METHODS:
+            raise ValueError(f"methods: unknown method {m!r}; choose from "
+                             f"{', '.join(GRADIENT_METHODS)}")
+    size = tuple(x.shape[-2:]) if upsample_to_input else None
+    with capture(model, layers) as cap:
+        cap.forward(x)
+        cap.backward(target)
+        return {name: {m: finalize(raw_map(m, cap.activations[name].detach(),
+                                             cap.gradients[name]), size)
+                       for m in methods}
+                for name in cap.layer_names}

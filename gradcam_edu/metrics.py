@@ -1,0 +1,452 @@
+"""How good is a saliency map? Pure functions over torch tensors.
+
+Localisation against a ground-truth mask (maps ``(N, H, W)`` at the input size, masks
+``(N, H, W)`` bool, the same size):
+
+=========================  ===============================================================
+:func:`pointing_game`      hit when the map's maximum lies on the object (Zhang et al. 2016),
+                           optionally within ``tolerance_px`` of it (their 15 px)
+:func:`energy_pointing_game`  share of the map's positive mass inside the mask (Score-CAM)
+:func:`target_share`       on a 2-object image: mass on the target vs on the other object
+:func:`centre_map`,        trivial baselines: always point at the centre; spread evenly
+:func:`uniform_map`        (a uniform map's energy score is the mask's area fraction)
+:func:`resolution_ceiling` the best a map on an ``r x r`` grid can score: the mask itself,
+                           pooled to that grid and upsampled like a CAM
+=========================  ===============================================================
+
+Faithfulness to the model: :func:`deletion_auc` / :func:`insertion_auc` (Petsiuk et al. 2018)
+and :func:`cascading_randomization` (Adebayo et al. 2018), with :func:`spearman`.
+Uncertainty: :func:`paired_bootstrap`.
+
+Conventions for degenerate maps (so no score is ever NaN): a map that is constant over the
+image says nothing; its maximum is everywhere, and ties are broken toward the image centre, so
+it points where the centre baseline points. A map without positive mass scores like the
+uniform map on energy (the mask's area fraction).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cams import GRADIENT_METHODS, finalize, raw_map
+from .capture import Target, capture, check_images, model_mode, target_scores
+
+ZHANG_TOLERANCE_PX = 15
+"""The pointing game's tolerance in Zhang et al. (ECCV 2016), in pixels."""
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_maps_masks(maps: torch.Tensor, masks: torch.Tensor) -> None:
+    if not isinstance(maps, torch.Tensor) or maps.ndim != 3:
+        raise ValueError("maps: expected a tensor of shape (N, H, W), got "
+                         f"{tuple(getattr(maps, 'shape', ())) or type(maps).__name__}"
+                         " (add the batch axis with maps.unsqueeze(0))")
+    if not isinstance(masks, torch.Tensor) or masks.shape != maps.shape:
+        raise ValueError(f"masks: expected a bool tensor of the maps' shape {tuple(maps.shape)}, "
+                         f"got {tuple(getattr(masks, 'shape', ())) or type(masks).__name__}; "
+                         "upsample the maps to the mask size first (cams.finalize)")
+    if masks.dtype != torch.bool:
+        raise TypeError(f"masks: expected dtype torch.bool, got {masks.dtype} (use mask > 0.5)")
+
+
+# ----------------------------------------------------------------------------- pointing game
+def _centre_distance(h: int, w: int, device=None) -> torch.Tensor:
+    """(H, W) squared distance of each pixel centre to the image centre."""
+    ys = torch.arange(h, device=device, dtype=torch.float32) - (h - 1) / 2
+    xs = torch.arange(w, device=device, dtype=torch.float32) - (w - 1) / 2
+    return ys[:, None] ** 2 + xs[None, :] ** 2
+
+
+def peak_location(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column ``(N,), (N,)`` of each map's maximum.
+
+    Ties (pixels equal to the maximum) are broken toward the image centre, so a constant map
+    points at the centre (the centre baseline's guess) rather than the top-left corner.
+    """
+    n, h, w = maps.shape
+    flat = maps.reshape(n, -1)
+    is_max = flat == flat.max(dim=1, keepdim=True).values
+    dist = _centre_distance(h, w, maps.device).reshape(1, -1).expand(n, -1)
+    idx = torch.where(is_max, dist, torch.full_like(dist, math.inf)).argmin(dim=1)
+    return idx // w, idx % w
+
+
+def _disc_offsets(radius: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    r = torch.arange(-radius, radius + 1, device=device)
+    dy, dx = torch.meshgrid(r, r, indexing="ij")
+    inside = dy ** 2 + dx ** 2 <= radius ** 2
+    return dy[inside], dx[inside]
+
+
+def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance_px: int = 0) -> torch.Tensor:
+    """Hits ``(N,)`` bool: the map's maximum lies on the object.
+
+    ``maps`` ``(N, H, W)`` (any scale), ``masks`` ``(N, H, W)`` bool at the same size.
+    ``tolerance_px``: also a hit when the maximum is within this Euclidean distance (pixels)
+    of a mask pixel; Zhang et al. use 15 (:data:`ZHANG_TOLERANCE_PX`). Ties at the maximum go
+    to the pixel nearest the image centre (:func:`peak_location`).
+    """
+    _check_maps_masks(maps, masks)
+    if not isinstance(tolerance_px, int) or tolerance_px < 0:
+        raise ValueError(f"tolerance_px: expected an int >= 0 (pixels), got {tolerance_px!r}")
+    n, h, w = maps.shape
+    ys, xs = peak_location(maps)
+    dy, dx = _disc_offsets(tolerance_px, maps.device)
+    yy, xx = ys[:, None] + dy[None], xs[:, None] + dx[None]          # (N, disc)
+    valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+    rows = torch.arange(n, device=maps.device)[:, None]
+    on_mask = masks[rows, yy.clamp(0, h - 1), xx.clamp(0, w - 1)] & valid
+    return on_mask.any(dim=1)
+
+
+def energy_pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Share ``(N,)`` in [0, 1] of each map's positive mass that lies inside the mask.
+
+    Negative values count as zero (as after a CAM's ReLU). A map with no positive mass gets
+    the mask's area fraction: the score of a uniform map, which carries no information.
+    """
+    _check_maps_masks(maps, masks)
+    pos = maps.clamp(min=0).reshape(maps.shape[0], -1).double()
+    inside = masks.reshape(masks.shape[0], -1)
+    total = pos.sum(dim=1)
+    share = (pos * inside).sum(dim=1) / total.clamp(min=1e-300)
+    area = inside.double().mean(dim=1)
+    return torch.where(total > 0, share, area).to(torch.float32)
+
+
+def target_share(maps: torch.Tensor, target_mask: torch.Tensor,
+                 other_mask: torch.Tensor) -> torch.Tensor:
+    """Class discrimination ``(N,)`` in [0, 1]: mass on the target / mass on both objects.
+
+    For the map of class A on an image holding objects A and B: 1 = all of the mass on the
+    two objects lies on A, 0 = all on B, 0.5 = equal (also when neither gets any mass).
+    """
+    _check_maps_masks(maps, target_mask)
+    _check_maps_masks(maps, other_mask)
+    pos = maps.clamp(min=0).reshape(maps.shape[0], -1).double()
+    on_target = (pos * target_mask.reshape(maps.shape[0], -1)).sum(dim=1)
+    on_other = (pos * other_mask.reshape(maps.shape[0], -1)).sum(dim=1)
+    both = on_target + on_other
+    return torch.where(both > 0, on_target / both.clamp(min=1e-300),
+                       torch.full_like(both, 0.5)).to(torch.float32)
+
+
+# ----------------------------------------------------------------------------- baselines
+def centre_map(height: int, width: int) -> torch.Tensor:
+    """(H, W) map peaked at the image centre, falling linearly to 0 at the corners.
+
+    Its pointing game is "always point at the centre", the trivial baseline every pointing
+    score should be read against.
+    """
+    d = _centre_distance(height, width).sqrt()
+    return 1 - d / d.max().clamp(min=1e-12)
+
+
+def uniform_map(height: int, width: int) -> torch.Tensor:
+    """(H, W) constant map: its energy score is the mask's area fraction."""
+    return torch.ones(height, width)
+
+
+def baseline_scores(masks: torch.Tensor,
+                    tolerance_px: int = ZHANG_TOLERANCE_PX) -> dict[str, torch.Tensor]:
+    """Per-mask scores ``(N,)`` of the trivial baselines on masks ``(N, H, W)`` bool.
+
+    Keys: ``centre_pointing`` (strict), ``centre_pointing_tol`` (within ``tolerance_px``),
+    ``centre_energy``, ``uniform_energy`` (= area fraction).
+    """
+    n, h, w = masks.shape
+    centre = centre_map(h, w).to(masks.device).expand(n, h, w)
+    uniform = uniform_map(h, w).to(masks.device).expand(n, h, w)
+    return {
+        "centre_pointing": pointing_game(centre, masks).float(),
+        "centre_pointing_tol": pointing_game(centre, masks, tolerance_px).float(),
+        "centre_energy": energy_pointing_game(centre, masks),
+        "uniform_energy": energy_pointing_game(uniform, masks),
+    }
+
+
+def ceiling_maps(masks: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
+    """The best map an ``grid``-resolution layer can show: ``(N, H, W)`` in [0, 1].
+
+    The mask is average-pooled to the grid (each cell: the object's share of the cell) and
+    turned into a displayed map exactly like a CAM (:func:`gradcam_edu.cams.finalize`:
+    ReLU, min-max, bilinear upsampling with ``align_corners=False``).
+    """
+    if masks.ndim != 3:
+        raise ValueError(f"masks: expected shape (N, H, W), got {tuple(masks.shape)}")
+    size = (grid, grid) if isinstance(grid, int) else tuple(grid)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"grid: expected an int >= 1 or (rows, cols), got {grid!r}")
+    pooled = F.adaptive_avg_pool2d(masks[:, None].float(), size)[:, 0]
+    return finalize(pooled, tuple(masks.shape[-2:]))
+
+
+def resolution_ceiling(masks: torch.Tensor, grid: int | tuple[int, int],
+                       tolerance_px: int = ZHANG_TOLERANCE_PX) -> dict[str, torch.Tensor]:
+    """Scores ``(N,)`` of :func:`ceiling_maps`: what a map on ``grid`` can reach at best.
+
+    Keys: ``pointing`` (strict), ``pointing_tol`` (within ``tolerance_px``), ``energy``.
+    A 224 x 224 grid on 224 x 224 masks reaches 1.0; a 1 x 1 grid is a flat map: it points at
+    the centre and its energy is the mask's area fraction.
+    """
+    maps = ceiling_maps(masks, grid)
+    return {"pointing": pointing_game(maps, masks).float(),
+            "pointing_tol": pointing_game(maps, masks, tolerance_px).float(),
+            "energy": energy_pointing_game(maps, masks)}
+
+
+# ----------------------------------------------------------------------------- deletion / insertion
+Baseline = Literal["zeros", "blur"] | torch.Tensor
+
+
+def blurred(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
+    """Gaussian blur of images ``(N, C, H, W)``: kernel ``2 * ceil(3 sigma) + 1`` px."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    k = 2 * math.ceil(3 * sigma) + 1
+    return gaussian_blur(x, kernel_size=[k, k], sigma=[sigma, sigma])
+
+
+def _baseline_image(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
+    if isinstance(baseline, torch.Tensor):
+        return baseline.to(x).expand_as(x)
+    if baseline == "zeros":
+        return torch.zeros_like(x)
+    if baseline == "blur":
+        return blurred(x)
+    raise ValueError(f"baseline: expected 'zeros', 'blur' or an image tensor, got {baseline!r}")
+
+
+@torch.no_grad()
+def perturbation_curve(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: Target,
+                       mode: Literal["deletion", "insertion"], steps: int = 32,
+                       baseline: Baseline | None = None, batch_size: int = 64) -> torch.Tensor:
+    """Class probability ``(N, steps + 1)`` as pixels are removed / revealed by saliency.
+
+    Pixels are ranked by ``maps`` ``(N, H, W)`` (highest first; ties by position). At step k of
+    ``steps`` the first ``round(k * H * W / steps)`` pixels (all channels) are
+    ``deletion``: replaced by the baseline image (default ``"zeros"``, black, as in RISE);
+    ``insertion``: copied from ``x`` into the baseline image (default ``"blur"``, a Gaussian
+    blur with sigma 5 px). The score is the sigmoid probability of the target class: these
+    models are multi-label (one sigmoid per class), so that is the probability they output.
+    All ``N * (steps + 1)`` images are scored in batches of ``batch_size``.
+    """
+    check_images(model, x)
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode: expected 'deletion' or 'insertion', got {mode!r}")
+    n, c, h, w = x.shape
+    if maps.shape != (n, h, w):
+        raise ValueError(f"maps: expected shape {(n, h, w)} (one map per image at the input "
+                         f"size), got {tuple(maps.shape)}")
+    if steps < 1:
+        raise ValueError(f"steps: expected an int >= 1, got {steps}")
+    if baseline is None:
+        baseline = "zeros" if mode == "deletion" else "blur"
+    base = _baseline_image(x, baseline)
+    order = maps.reshape(n, -1).argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(h * w, device=x.device).expand(n, -1))
+    rank = rank.reshape(n, 1, h, w)
+    counts = [round(k * h * w / steps) for k in range(steps + 1)]
+    jobs = [(i, k) for i in range(n) for k in range(steps + 1)]
+    probs = torch.empty(n, steps + 1)
+    with model_mode(model):
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            idx = torch.tensor([i for i, _ in chunk], device=x.device)
+            cnt = torch.tensor([counts[k] for _, k in chunk], device=x.device)
+            chosen = rank[idx] < cnt[:, None, None, None]              # (B, 1, H, W)
+            if mode == "deletion":
+                batch = torch.where(chosen, base[idx], x[idx])
+            else:
+                batch = torch.where(chosen, x[idx], base[idx])
+            scores = target_scores(model(batch), _select_target(target, idx.cpu(), n))
+            for (i, k), p in zip(chunk, torch.sigmoid(scores).float().cpu(), strict=True):
+                probs[i, k] = p
+    return probs
+
+
+def _select_target(target: Target, idx: torch.Tensor, n: int) -> Target:
+    """The target for the images ``x[idx]`` of a batch of ``n`` images."""
+    if isinstance(target, int) or (callable(target) and not isinstance(target, torch.Tensor)):
+        return target
+    classes = torch.as_tensor(target).reshape(-1)
+    if classes.numel() != n:
+        raise ValueError(f"target: got {classes.numel()} classes for {n} images; give one int "
+                         "for all images or one class per image")
+    return classes[idx]
+
+
+def curve_auc(curve: torch.Tensor) -> torch.Tensor:
+    """Area under curves ``(N, K + 1)`` sampled at fractions 0, 1/K, ..., 1 (trapezoids)."""
+    k = curve.shape[-1] - 1
+    return (curve.sum(dim=-1) - (curve[..., 0] + curve[..., -1]) / 2) / k
+
+
+def deletion_auc(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: Target,
+                 steps: int = 32, baseline: Baseline = "zeros",
+                 batch_size: int = 64) -> torch.Tensor:
+    """Deletion score ``(N,)`` in [0, 1] (lower is better): area under the class probability
+    as the most salient pixels are replaced by ``baseline`` (see :func:`perturbation_curve`)."""
+    return curve_auc(perturbation_curve(model, x, maps, target, "deletion", steps, baseline,
+                                        batch_size))
+
+
+def insertion_auc(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: Target,
+                  steps: int = 32, baseline: Baseline = "blur",
+                  batch_size: int = 64) -> torch.Tensor:
+    """Insertion score ``(N,)`` in [0, 1] (higher is better): area under the class
+    probability as the most salient pixels are revealed on ``baseline``."""
+    return curve_auc(perturbation_curve(model, x, maps, target, "insertion", steps, baseline,
+                                        batch_size))
+
+
+# ----------------------------------------------------------------------------- rank correlation
+def rankdata(values: torch.Tensor) -> torch.Tensor:
+    """Ranks ``(N, M)`` (1 = smallest) of each row of ``values`` ``(N, M)``; ties get the
+    average of the ranks they span (as ``scipy.stats.rankdata``)."""
+    if values.ndim == 1:
+        return rankdata(values[None])[0]
+    flat = values.reshape(values.shape[0], -1)
+    order = flat.argsort(dim=1, stable=True)
+    sorted_vals = flat.gather(1, order)
+    ranks = torch.empty_like(flat, dtype=torch.float64)
+    for i in range(flat.shape[0]):
+        # average rank of each run of equal values
+        _, inverse, counts = torch.unique_consecutive(sorted_vals[i], return_inverse=True,
+                                                      return_counts=True)
+        ends = counts.cumsum(0).double()
+        avg = ends - (counts.double() - 1) / 2
+        ranks[i, order[i]] = avg[inverse]
+    return ranks.reshape(values.shape)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation ``(N,)`` between maps ``a`` and ``b`` ``(N, ...)``.
+
+    The Pearson correlation of the ranks (ties averaged). NaN where a map is constant (its
+    ranks have no spread, the correlation is undefined).
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"b: expected the shape of a {tuple(a.shape)}, got {tuple(b.shape)}")
+    ra = rankdata(a.reshape(a.shape[0], -1))
+    rb = rankdata(b.reshape(b.shape[0], -1))
+    ra = ra - ra.mean(dim=1, keepdim=True)
+    rb = rb - rb.mean(dim=1, keepdim=True)
+    denom = ra.norm(dim=1) * rb.norm(dim=1)
+    out = (ra * rb).sum(dim=1) / denom
+    return torch.where(denom > 0, out, torch.full_like(out, math.nan)).float()
+
+
+# ----------------------------------------------------------------------------- sanity check
+def randomization_stages(model: nn.Module) -> list[str]:
+    """Names re-initialised one after another by :func:`cascading_randomization`, top first.
+
+    For a ResNet: ``fc``, ``layer4.1``, ``layer4.0``, ..., ``layer1.0``, then the stem
+    (``bn1``, ``conv1``). Sequential containers are split into their children.
+    """
+    stages: list[str] = []
+    for name, child in model.named_children():
+        if not any(True for _ in child.parameters()):
+            continue
+        if isinstance(child, nn.Sequential):
+            stages += [f"{name}.{sub}" for sub, m in child.named_children()
+                       if any(True for _ in m.parameters())]
+        else:
+            stages.append(name)
+    return stages[::-1]
+
+
+def _reinitialise(module: nn.Module) -> None:
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+        if hasattr(m, "reset_running_stats"):
+            m.reset_running_stats()
+
+
+def cascading_randomization(model: nn.Module, x: torch.Tensor, layer: str, target: Target,
+                            method: str = "gradcam", stages: Sequence[str] | None = None,
+                            seed: int = 0) -> list[dict]:
+    """Adebayo et al.'s cascading randomisation sanity check for one layer and method.
+
+    The stages (default :func:`randomization_stages`: ``fc``, ``layer4.1``, ... top first) are
+    re-initialised cumulatively on a deep copy of ``model`` (the model itself is untouched) with
+    their own ``reset_parameters`` (PyTorch's default initialisation; batch-norm statistics
+    reset to mean 0, variance 1), seeded by ``seed`` without touching the global RNG. After
+    each stage the map of ``layer`` is recomputed and compared with the trained model's map.
+
+    Returns one row per stage: ``{"stage", "spearman" (N,), "mean"}``, the Spearman rank
+    correlation between the trained and the randomised maps (displayed maps: ReLU and
+    min-max, at the layer's resolution). A faithful method's correlation falls toward 0.
+    """
+    stages = list(stages) if stages is not None else randomization_stages(model)
+
+    def displayed(m: nn.Module) -> torch.Tensor:
+        with capture(m, [layer]) as cap:
+            cap.forward(x)
+            cap.backward(target)
+            return finalize(raw_map(method, cap.activations[layer].detach(),
+                                    cap.gradients[layer]))
+
+    if method not in GRADIENT_METHODS:
+        raise ValueError(f"method: unknown method {method!r}; choose one of "
+                         f"{', '.join(GRADIENT_METHODS)}")
+    reference = displayed(model)
+    randomised = copy.deepcopy(model)
+    modules = dict(randomised.named_modules())
+    rows = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for stage in stages:
+            if stage not in modules:
+                raise ValueError(f"stages: the model has no module {stage!r}")
+            _reinitialise(modules[stage])
+            rho = spearman(reference, displayed(randomised))
+            rows.append({"stage": stage, "spearman": rho, "mean": float(rho.nanmean())})
+    return rows
+
+
+# ----------------------------------------------------------------------------- uncertainty
+def paired_bootstrap(scores_a: torch.Tensor, scores_b: torch.Tensor, n_boot: int = 1000,
+                     seed: int = 0, groups: torch.Tensor | None = None,
+                     ) -> tuple[float, float, float]:
+    """Mean of ``scores_a - scores_b`` and its 95% percentile bootstrap interval.
+
+    ``scores_a``, ``scores_b`` ``(M,)``: two scores of the same M items (e.g. layer A's and layer
+    B's pointing hits on the same images), so the difference is taken per item before
+    resampling. ``groups`` ``(M,)`` (optional): items sharing a group id (e.g. the two target
+    classes of one image) are resampled together. Returns ``(mean difference, low, high)``;
+    deterministic given ``seed``.
+    """
+    a = torch.as_tensor(scores_a, dtype=torch.float64).reshape(-1)
+    b = torch.as_tensor(scores_b, dtype=torch.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"scores_b: expected {a.numel()} scores, one per item of scores_a, "
+                         f"got {b.numel()}")
+    if a.numel() == 0:
+        raise ValueError("scores_a: no scores to compare")
+    if n_boot < 1:
+        raise ValueError(f"n_boot: expected an int >= 1, got {n_boot}")
+    diff = a - b
+    if groups is None:
+        sums, counts = diff, torch.ones_like(diff)
+    else:
+        _, gid = torch.unique(torch.as_tensor(groups).reshape(-1), return_inverse=True)
+        if gid.numel() != diff.numel():
+            raise ValueError(f"groups: expected {diff.numel()} group ids, got {gid.numel()}")
+        k = int(gid.max()) + 1
+        sums = torch.zeros(k, dtype=torch.float64).index_add_(0, gid, diff)
+        counts = torch.zeros(k, dtype=torch.float64).index_add_(0, gid, torch.ones_like(diff))
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, sums.numel(), (n_boot, sums.numel()), generator=gen)
+    means = sums[idx].sum(dim=1) / counts[idx].sum(dim=1)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64))
+    return float(diff.mean()), float(low), float(high)

@@ -1,0 +1,472 @@
+"""Truncated ResNets: keep the network up to one block, then pool and classify.
+
+The source post's third example removes ``layer4[1]`` and keeps the trained ``fc``. Here that
+is one call, and the alternative the course compares it with, a retrained linear head
+("probe") on the frozen features of the cut::
+
+    cut = truncate(model, after="layer4.0")                  # stem .. layer4.0 + original fc
+    cut = truncate(model, after="layer3.1", head="probe")    # new Linear(256 -> 6) head
+    fit = train_probe(cut, ShapesDataset("train", 4000))     # trains the head only
+
+The truncated model keeps the original module names (``conv1``, ``layer1`` .. the last kept
+stage holding only the kept blocks, ``avgpool``, ``fc``), so capture names such as
+``"layer4.0"`` or ``"layer3.1.conv2"`` mean the same module in both models, and its
+``state_dict`` keys are a subset of the full model's (plus the head).
+
+The truncated model is a deep copy: training a probe, or anything else done to it, never
+touches the full model.
+
+Shipped probes of ``resnet18-shapes`` are reproduced with ``python -m gradcam_edu.truncate``
+and loaded with :func:`load_truncated`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+STEM = ("conv1", "bn1", "relu", "maxpool")
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+STANDARD_CUTS = ("layer4.0", "layer3.1", "layer3.0", "layer2.1")
+"""The cuts whose probes are shipped for ``resnet18-shapes``."""
+BASE_MODEL = "resnet18-shapes"
+
+
+# ----------------------------------------------------------------------------- the model
+class TruncatedResNet(nn.Module):
+    """A torchvision-style ResNet cut after one block: same module names, shorter.
+
+    ``forward``: stem, the kept stages, ``avgpool``, flatten, ``fc``. ``cut`` names the last
+    kept block, ``head`` says where ``fc`` came from ("original", "probe" or "custom").
+    :meth:`features` returns the pooled features ``(N, C)`` that the head sees.
+    """
+
+    def __init__(self, stem: dict[str, nn.Module], stages: dict[str, nn.Sequential],
+                 avgpool: nn.Module, fc: nn.Module, cut: str, head: str):
+        super().__init__()
+        for name, module in stem.items():
+            self.add_module(name, module)
+        self.stage_names = list(stages)
+        for name, module in stages.items():
+            self.add_module(name, module)
+        self.avgpool = avgpool
+        self.fc = fc
+        self.cut = cut
+        self.head = head
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(N, C)`` of images ``(N, 3, H, W)``: the input of ``fc``."""
+        for name in STEM:
+            x = getattr(self, name)(x)
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of images ``(N, 3, H, W)``."""
+        return self.fc(self.features(x))
+
+    def extra_repr(self) -> str:
+        return f"cut={self.cut!r}, head={self.head!r}"
+
+
+def cut_points(model: nn.Module) -> list[str]:
+    """Valid values of ``after`` for :func:`truncate`: ``"layer1.0"``, ..., ``"layer4"``."""
+    _check_resnet(model)
+    names = []
+    for stage in STAGES:
+        names += [f"{stage}.{i}" for i in range(len(getattr(model, stage)))] + [stage]
+    return names
+
+
+def _check_resnet(model: nn.Module) -> None:
+    missing = [n for n in (*STEM, *STAGES, "avgpool", "fc") if not hasattr(model, n)]
+    if missing:
+        raise TypeError("model: expected a torchvision-style ResNet (conv1, bn1, relu, maxpool, "
+                        f"layer1-4, avgpool, fc); {type(model).__name__} has no "
+                        f"{', '.join(missing)}")
+
+
+def block_out_channels(block: nn.Module) -> int:
+    """Output channels of a ``BasicBlock`` (``bn2``) or ``Bottleneck`` (``bn3``)."""
+    last_bn = getattr(block, "bn3", None)
+    if last_bn is None:
+        last_bn = getattr(block, "bn2", None)
+    if not isinstance(last_bn, nn.BatchNorm2d):
+        raise TypeError(f"block: expected a BasicBlock or Bottleneck, got {type(block).__name__}")
+    return int(last_bn.num_features)
+
+
+def truncate(model: nn.Module, after: str, head: str | nn.Module = "original",
+             num_classes: int | None = None) -> TruncatedResNet:
+    """Cut a torchvision-style ResNet after block ``after`` and put a head on it.
+
+    ``after``: a block (``"layer4.0"``, ``"layer3.1"``) or a whole stage (``"layer3"``, the
+    same as its last block); see :func:`cut_points`. ``"layer4"`` keeps the whole network.
+    ``head``: ``"original"`` reuses the trained ``fc`` (only where the cut's channel count
+    equals ``fc.in_features``, e.g. resnet18 cut after ``layer4.0``); ``"probe"`` puts a new
+    zero-initialised ``nn.Linear(channels, num_classes)`` to be trained with
+    :func:`train_probe`; or any ``nn.Module`` mapping ``(N, C)`` features to logits.
+    ``num_classes``: outputs of a probe (default: those of the original ``fc``).
+
+    Returns a :class:`TruncatedResNet` built from deep copies of the kept modules (the full
+    model is never modified or shared), in the full model's train/eval mode.
+    """
+    _check_resnet(model)
+    if not isinstance(after, str):
+        raise TypeError(f"after: expected a block name such as 'layer4.0', got "
+                        f"{type(after).__name__}")
+    valid = cut_points(model)
+    if after not in valid:
+        close = difflib.get_close_matches(after, valid, n=4, cutoff=0.4)
+        raise ValueError(f"after: {after!r} is not a block boundary of this ResNet. "
+                         f"Closest: {', '.join(close) if close else '(none)'}. "
+                         f"Valid cuts: {', '.join(valid)}")
+    stage, _, index = after.partition(".")
+    last_stage = STAGES.index(stage)
+    n_blocks = int(index) + 1 if index else len(getattr(model, stage))
+    stages: dict[str, nn.Sequential] = {}
+    for s in STAGES[:last_stage + 1]:
+        blocks = list(getattr(model, s))
+        keep = blocks[:n_blocks] if s == stage else blocks
+        # nn.Sequential of the first j blocks keeps their indices 0..j-1: "layer4.0" survives
+        stages[s] = copy.deepcopy(nn.Sequential(*keep))
+    channels = block_out_channels(stages[stage][-1])
+    stem = {n: copy.deepcopy(getattr(model, n)) for n in STEM}
+    fc = model.fc
+    if isinstance(head, nn.Module):
+        new_head, kind = head, "custom"
+    elif head == "original":
+        in_features = getattr(fc, "in_features", None)
+        if in_features != channels:
+            raise ValueError(f"head: the original fc expects {in_features} input channels, but "
+                             f"the network cut after {after!r} outputs {channels}; use "
+                             "head='probe' for a new linear head (train it with train_probe)")
+        new_head, kind = copy.deepcopy(fc), "original"
+    elif head == "probe":
+        out = num_classes if num_classes is not None else getattr(fc, "out_features", None)
+        if not isinstance(out, int) or out < 1:
+            raise ValueError(f"num_classes: expected a positive int for the probe, got {out!r}")
+        p = next(fc.parameters(), None)
+        new_head = nn.Linear(channels, out, device=p.device if p is not None else None)
+        nn.init.zeros_(new_head.weight)
+        nn.init.zeros_(new_head.bias)
+        kind = "probe"
+    else:
+        raise ValueError(f"head: expected 'original', 'probe' or an nn.Module, got {head!r}")
+    cut = TruncatedResNet(stem, stages, copy.deepcopy(model.avgpool), new_head, after, kind)
+    cut.train(model.training)
+    return cut
+
+
+# ----------------------------------------------------------------------------- the probe
+@dataclass
+class ProbeFit:
+    """What :func:`train_probe` did: ``losses`` (mean training BCE per epoch, the first entry
+    is the loss before training), the number of ``train_images`` and the wall ``seconds``
+    spent extracting features and fitting."""
+
+    losses: list[float] = field(default_factory=list)
+    train_images: int = 0
+    feature_seconds: float = 0.0
+    fit_seconds: float = 0.0
+
+
+def _batches(data, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """(images, labels) batches from a (images, labels) pair, a Dataset or a DataLoader."""
+    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        images, labels = data
+        for i in range(0, len(images), batch_size):
+            yield images[i:i + batch_size], labels[i:i + batch_size]
+        return
+    if isinstance(data, torch.utils.data.DataLoader):
+        yield from data
+        return
+    if isinstance(data, torch.utils.data.Dataset):
+        yield from torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+        return
+    raise TypeError("data: expected a Dataset, a DataLoader or a pair (images, labels) of "
+                    f"tensors, got {type(data).__name__}")
+
+
+@torch.no_grad()
+def extract_features(model: TruncatedResNet, data, batch_size: int = 64,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features ``(N, C)`` float32 and labels ``(N, num_classes)`` of a whole data set,
+    computed in eval mode (batch-norm running statistics, no dropout)."""
+    was_training = model.training
+    model.eval()
+    feats, labels = [], []
+    try:
+        device = next(model.parameters()).device
+        for x, y in _batches(data, batch_size):
+            feats.append(model.features(x.to(device)).float().cpu())
+            labels.append(torch.as_tensor(y).float().cpu())
+    finally:
+        model.train(was_training)
+    if not feats:
+        raise ValueError("data: the data set is empty")
+    return torch.cat(feats), torch.cat(labels)
+
+
+def fit_linear_head(head: nn.Linear, features: torch.Tensor, labels: torch.Tensor,
+                    epochs: int = 100, lr: float = 1e-2, weight_decay: float = 1e-4,
+                    batch_size: int = 256, seed: int = 0) -> list[float]:
+    """Fit ``head`` on cached ``features`` ``(N, C)`` against multi-hot ``labels`` ``(N, K)``
+    with ``BCEWithLogitsLoss`` and AdamW (mini-batches, order seeded by ``seed``).
+
+    Features are standardised inside the fit and the scaling is folded back into the head's
+    weights, so the head takes the raw features. Returns the mean loss per epoch (entry 0:
+    before training).
+    """
+    if features.ndim != 2 or labels.shape[0] != features.shape[0]:
+        raise ValueError(f"features: expected (N, C) with one label row each, got features "
+                         f"{tuple(features.shape)} and labels {tuple(labels.shape)}")
+    if labels.shape[1] != head.out_features or features.shape[1] != head.in_features:
+        raise ValueError(f"head: expects {head.in_features} features -> {head.out_features} "
+                         f"classes, data has {features.shape[1]} -> {labels.shape[1]}")
+    mean = features.mean(dim=0)
+    std = features.std(dim=0).clamp(min=1e-6)
+    z = (features - mean) / std
+    gen = torch.Generator().manual_seed(seed)
+    w = (head.weight.detach().float().cpu() * std).clone().requires_grad_(True)
+    b = (head.bias.detach().float().cpu() + head.weight.detach().float().cpu() @ mean
+         ).clone().requires_grad_(True)
+    opt = torch.optim.AdamW([w, b], lr=lr, weight_decay=weight_decay)
+    loss_fn = nn.BCEWithLogitsLoss()
+    with torch.no_grad():
+        losses = [float(loss_fn(z @ w.T + b, labels))]
+    n = z.shape[0]
+    with torch.enable_grad():
+        for _ in range(epochs):
+            total = 0.0
+            for idx in torch.randperm(n, generator=gen).split(batch_size):
+                loss = loss_fn(z[idx] @ w.T + b, labels[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            losses.append(total / n)
+    with torch.no_grad():
+        weight = w / std
+        head.weight.copy_(weight.to(head.weight))
+        head.bias.copy_((b - weight @ mean).to(head.bias))
+    return losses
+
+
+def train_probe(model: TruncatedResNet, data, epochs: int = 100, lr: float = 1e-2,
+                seed: int = 0, weight_decay: float = 1e-4, batch_size: int = 64,
+                ) -> ProbeFit:
+    """Train only the linear head ``model.fc`` on the frozen features of the cut.
+
+    ``data``: a Dataset or DataLoader of ``(image (3, H, W), multi-hot label (K,))``, or a pair
+    ``(images (N, 3, H, W), labels (N, K))``. The features are computed once (eval mode) and
+    kept in memory; the head is then fitted by :func:`fit_linear_head` (multi-label
+    ``BCEWithLogitsLoss``, AdamW, ``epochs`` passes, seeded). The body is not changed.
+    """
+    if not isinstance(model, TruncatedResNet):
+        raise TypeError("model: expected a TruncatedResNet from truncate(...), got "
+                        f"{type(model).__name__}")
+    if not isinstance(model.fc, nn.Linear):
+        raise TypeError(f"model: the head must be an nn.Linear, got {type(model.fc).__name__}")
+    t0 = time.perf_counter()
+    features, labels = extract_features(model, data, batch_size)
+    t1 = time.perf_counter()
+    losses = fit_linear_head(model.fc, features, labels, epochs=epochs, lr=lr,
+                             weight_decay=weight_decay, seed=seed)
+    return ProbeFit(losses=losses, train_images=len(features), feature_seconds=t1 - t0,
+                    fit_seconds=time.perf_counter() - t1)
+
+
+# ----------------------------------------------------------------------------- accuracy
+@torch.no_grad()
+def predict(model: nn.Module, data, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(N, K)`` and labels ``(N, K)`` of a whole data set, in eval mode."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    try:
+        device = next(model.parameters()).device
+        for x, y in _batches(data, batch_size):
+            logits.append(model(x.to(device)).float().cpu())
+            labels.append(torch.as_tensor(y).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def _scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    from .train import exact_match, mean_average_precision
+
+    return {"exact_match": float(exact_match(logits, labels)),
+            "mAP": float(mean_average_precision(logits, labels))}
+
+
+def variant_accuracy(model: nn.Module, data, cuts: Sequence[str] = STANDARD_CUTS,
+                     probes: dict[str, nn.Module] | None = None,
+                     batch_size: int = 64) -> list[dict]:
+    """Exact match and mAP of the full model and of each truncated variant on ``data``.
+
+    Variants: the full model; each cut in ``cuts`` with the original head where its channel
+    count fits; each trained probe in ``probes`` (cut name -> truncated model, e.g. from
+    :func:`load_truncated`). Returns rows ``{"variant", "cut", "head", "exact_match", "mAP",
+    "images"}`` (scores in [0, 1], on ``data``, a held-out split).
+    """
+    rows = []
+    logits, labels = predict(model, data, batch_size)
+    rows.append({"variant": "full", "cut": "layer4", "head": "original", **_scores(logits, labels),
+                 "images": len(labels)})
+    for after in cuts:
+        try:
+            variant = truncate(model, after, head="original")
+        except ValueError:
+            continue  # channel count does not fit the original head
+        logits, labels = predict(variant, data, batch_size)
+        rows.append({"variant": f"cut-{after}-original", "cut": after, "head": "original",
+                     **_scores(logits, labels), "images": len(labels)})
+    for after, variant in (probes or {}).items():
+        logits, labels = predict(variant, data, batch_size)
+        rows.append({"variant": f"cut-{after}-probe", "cut": after, "head": "probe",
+                     **_scores(logits, labels), "images": len(labels)})
+    return rows
+
+
+def format_rows(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+    """A plain-text table of dict rows (floats with 3 decimals)."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0])
+    cells = [[f"{r.get(c, ''):.3f}" if isinstance(r.get(c), float) else str(r.get(c, ''))
+              for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- shipped probes
+def probe_name(after: str, base: str = BASE_MODEL) -> str:
+    """File name of a shipped probe: ``"resnet18-shapes-cut-layer4.0-probe"``."""
+    return f"{base}-cut-{after}-probe"
+
+
+def _data_dir() -> Path:
+    from . import weights
+
+    d = getattr(weights, "DATA_DIR", None)
+    return Path(d) if d is not None else Path(__file__).resolve().parent.parent / "data"
+
+
+def load_truncated(name: str, data_dir: str | Path | None = None) -> TruncatedResNet:
+    """Load a shipped truncated model (e.g. ``"resnet18-shapes-cut-layer3.1-probe"``).
+
+    Reads the model card ``data/<name>.json`` (base model, cut, head), rebuilds the truncated
+    model from the base model (:func:`gradcam_edu.weights.load_model`) and loads
+    ``data/<name>.safetensors`` after checking its sha256 against the card.
+    """
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    from . import weights
+
+    folder = Path(data_dir) if data_dir is not None else _data_dir()
+    card_path, tensor_path = folder / f"{name}.json", folder / f"{name}.safetensors"
+    if not card_path.exists() or not tensor_path.exists():
+        shipped = sorted(p.stem for p in folder.glob("*-probe.json"))
+        raise FileNotFoundError(f"name: no shipped truncated model {name!r} in {folder} "
+                                f"(available: {', '.join(shipped) or 'none'}); "
+                                "reproduce the probes with: python -m gradcam_edu.truncate")
+    card = json.loads(card_path.read_text())
+    expected = card.get("sha256")
+    digest = hashlib.sha256(tensor_path.read_bytes()).hexdigest()
+    if expected and digest != expected:
+        raise ValueError(f"name: {tensor_path} has sha256 {digest}, its model card says "
+                         f"{expected}; the file is damaged or from another run")
+    base = weights.load_model(card.get("base_model", BASE_MODEL))
+    model = truncate(base, card["cut"], head=card.get("head", "probe"))
+    model.load_state_dict(load_file(str(tensor_path)))
+    model.eval()
+    return model
+
+
+def build_probes(cuts: Sequence[str] = STANDARD_CUTS, base: str = BASE_MODEL,
+                 train_size: int = 4000, test_size: int = 1000, seed: int = 0,
+                 epochs: int = 100, lr: float = 1e-2, save: bool = True) -> list[dict]:
+    """Train (and with ``save``, ship) the probes of ``base`` for ``cuts``; reproducible.
+
+    Train on ``ShapesDataset("train", train_size, seed=0)``, score on the held-out
+    ``ShapesDataset("test", test_size, seed=0)``; files via
+    :func:`gradcam_edu.weights.save_model` under :func:`probe_name`. Returns the card rows.
+    """
+    from . import weights
+    from .shapes import ShapesDataset
+
+    torch.manual_seed(seed)
+    full = weights.load_model(base)
+    train = ShapesDataset("train", train_size, seed=0)
+    test = ShapesDataset("test", test_size, seed=0)
+    rows = []
+    for after in cuts:
+        model = truncate(full, after, head="probe")
+        fit = train_probe(model, train, epochs=epochs, lr=lr, seed=seed)
+        logits, labels = predict(model, test)
+        scores = _scores(logits, labels)
+        card = {"base_model": base, "cut": after, "head": "probe", "seed": seed,
+                "train_split": "train", "train_images": fit.train_images,
+                "epochs": epochs, "lr": lr, "optimizer": "AdamW on cached features",
+                "loss": "BCEWithLogitsLoss (multi-label)",
+                "final_train_loss": round(fit.losses[-1], 5),
+                "test_split": "test", "test_images": len(labels),
+                "test_exact_match": round(scores["exact_match"], 4),
+                "test_mAP": round(scores["mAP"], 4),
+                "reproduce": "python -m gradcam_edu.truncate"}
+        if save:
+            weights.save_model(model, probe_name(after, base), card_extra=card)
+        rows.append({"name": probe_name(after, base), **card,
+                     "seconds": round(fit.feature_seconds + fit.fit_seconds, 1)})
+        print(f"{probe_name(after, base)}: exact match {scores['exact_match']:.3f}, "
+              f"mAP {scores['mAP']:.3f} ({rows[-1]['seconds']} s)", flush=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m gradcam_edu.truncate [--no-save] [--train-size N]``: rebuild the probes,
+    then print the accuracy of every variant on the test split."""
+    import argparse
+
+    from . import weights
+    from .shapes import ShapesDataset
+
+    parser = argparse.ArgumentParser(prog="python -m gradcam_edu.truncate",
+                                     description=main.__doc__)
+    parser.add_argument("--base", default=BASE_MODEL)
+    parser.add_argument("--cuts", nargs="+", default=list(STANDARD_CUTS))
+    parser.add_argument("--train-size", type=int, default=4000)
+    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    build_probes(args.cuts, args.base, args.train_size, args.test_size, args.seed,
+                 args.epochs, save=not args.no_save)
+    if args.no_save:
+        return
+    full = weights.load_model(args.base)
+    probes = {c: load_truncated(probe_name(c, args.base)) for c in args.cuts}
+    rows = variant_accuracy(full, ShapesDataset("test", args.test_size, seed=0), args.cuts,
+                            probes)
+    print(format_rows(rows))
+
+
+if __name__ == "__main__":
+    main()

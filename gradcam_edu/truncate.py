@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -181,12 +180,20 @@ class ProbeFit:
 
 
 def _batches(data, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """(images, labels) batches from a (images, labels) pair, a Dataset or a DataLoader."""
-    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+    """(images, labels) batches from a Dataset, a DataLoader or a pair (images, labels) of
+    tensors ``(N, 3, H, W)`` float or arrays ``(N, H, W, 3)`` uint8 (converted per batch)."""
+    if isinstance(data, tuple | list) and len(data) == 2:
         images, labels = data
-        for i in range(0, len(images), batch_size):
-            yield images[i:i + batch_size], labels[i:i + batch_size]
-        return
+        if isinstance(images, np.ndarray):
+            from .shapes import to_tensor
+
+            for i in range(0, len(images), batch_size):
+                yield to_tensor(images[i:i + batch_size]), torch.as_tensor(labels[i:i + batch_size])
+            return
+        if isinstance(images, torch.Tensor):
+            for i in range(0, len(images), batch_size):
+                yield images[i:i + batch_size], torch.as_tensor(labels[i:i + batch_size])
+            return
     if isinstance(data, torch.utils.data.DataLoader):
         yield from data
         return
@@ -194,7 +201,7 @@ def _batches(data, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor
         yield from torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
         return
     raise TypeError("data: expected a Dataset, a DataLoader or a pair (images, labels) of "
-                    f"tensors, got {type(data).__name__}")
+                    f"tensors or uint8 arrays, got {type(data).__name__}")
 
 
 @torch.no_grad()
@@ -303,11 +310,14 @@ def predict(model: nn.Module, data, batch_size: int = 64) -> tuple[torch.Tensor,
     return torch.cat(logits), torch.cat(labels)
 
 
-def _scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """``{"exact_match", "mAP"}`` of logits ``(N, K)`` against multi-hot labels ``(N, K)``,
+    with the training module's definitions (sigmoid probabilities, threshold 0.5)."""
     from .train import exact_match, mean_average_precision
 
-    return {"exact_match": float(exact_match(logits, labels)),
-            "mAP": float(mean_average_precision(logits, labels))}
+    probs = torch.sigmoid(logits.float()).numpy()
+    return {"exact_match": float(exact_match(probs, labels.numpy())),
+            "mAP": float(mean_average_precision(probs, labels.numpy()))}
 
 
 def variant_accuracy(model: nn.Module, data, cuts: Sequence[str] = STANDARD_CUTS,
@@ -322,7 +332,7 @@ def variant_accuracy(model: nn.Module, data, cuts: Sequence[str] = STANDARD_CUTS
     """
     rows = []
     logits, labels = predict(model, data, batch_size)
-    rows.append({"variant": "full", "cut": "layer4", "head": "original", **_scores(logits, labels),
+    rows.append({"variant": "full", "cut": "layer4", "head": "original", **accuracy(logits, labels),
                  "images": len(labels)})
     for after in cuts:
         try:
@@ -331,11 +341,11 @@ def variant_accuracy(model: nn.Module, data, cuts: Sequence[str] = STANDARD_CUTS
             continue  # channel count does not fit the original head
         logits, labels = predict(variant, data, batch_size)
         rows.append({"variant": f"cut-{after}-original", "cut": after, "head": "original",
-                     **_scores(logits, labels), "images": len(labels)})
+                     **accuracy(logits, labels), "images": len(labels)})
     for after, variant in (probes or {}).items():
         logits, labels = predict(variant, data, batch_size)
         rows.append({"variant": f"cut-{after}-probe", "cut": after, "head": "probe",
-                     **_scores(logits, labels), "images": len(labels)})
+                     **accuracy(logits, labels), "images": len(labels)})
     return rows
 
 
@@ -358,82 +368,97 @@ def probe_name(after: str, base: str = BASE_MODEL) -> str:
     return f"{base}-cut-{after}-probe"
 
 
-def _data_dir() -> Path:
-    from . import weights
+def build_truncated(base_architecture: str, base_kwargs: dict, after: str,
+                    head: str = "probe", num_classes: int | None = None) -> TruncatedResNet:
+    """Builder named in a shipped probe's model card (``"gradcam_edu.truncate:build_truncated"``).
 
-    d = getattr(weights, "DATA_DIR", None)
-    return Path(d) if d is not None else Path(__file__).resolve().parent.parent / "data"
-
-
-def load_truncated(name: str, data_dir: str | Path | None = None) -> TruncatedResNet:
-    """Load a shipped truncated model (e.g. ``"resnet18-shapes-cut-layer3.1-probe"``).
-
-    Reads the model card ``data/<name>.json`` (base model, cut, head), rebuilds the truncated
-    model from the base model (:func:`gradcam_edu.weights.load_model`) and loads
-    ``data/<name>.safetensors`` after checking its sha256 against the card.
+    Builds the base architecture (a name of :data:`gradcam_edu.weights.ARCHITECTURES`) with
+    ``base_kwargs``, untrained, and cuts it: the weights (body and head) come from the file.
     """
-    import hashlib
+    from .weights import ARCHITECTURES
 
-    from safetensors.torch import load_file
+    if base_architecture not in ARCHITECTURES:
+        raise ValueError(f"base_architecture: unknown {base_architecture!r}; registered: "
+                         f"{sorted(ARCHITECTURES)}")
+    return truncate(ARCHITECTURES[base_architecture](**base_kwargs), after, head=head,
+                    num_classes=num_classes)
 
+
+def load_truncated(name: str) -> TruncatedResNet:
+    """A shipped truncated model, e.g. ``load_truncated("resnet18-shapes-cut-layer3.1-probe")``.
+
+    Same as ``gradcam_edu.weights.load_model(name)``: the card names
+    :func:`build_truncated`, the sha256 is checked before loading. The file holds the whole
+    truncated model (the frozen body copied from the base model, and the probe).
+    """
     from . import weights
 
-    folder = Path(data_dir) if data_dir is not None else _data_dir()
-    card_path, tensor_path = folder / f"{name}.json", folder / f"{name}.safetensors"
-    if not card_path.exists() or not tensor_path.exists():
-        shipped = sorted(p.stem for p in folder.glob("*-probe.json"))
-        raise FileNotFoundError(f"name: no shipped truncated model {name!r} in {folder} "
-                                f"(available: {', '.join(shipped) or 'none'}); "
-                                "reproduce the probes with: python -m gradcam_edu.truncate")
-    card = json.loads(card_path.read_text())
-    expected = card.get("sha256")
-    digest = hashlib.sha256(tensor_path.read_bytes()).hexdigest()
-    if expected and digest != expected:
-        raise ValueError(f"name: {tensor_path} has sha256 {digest}, its model card says "
-                         f"{expected}; the file is damaged or from another run")
-    base = weights.load_model(card.get("base_model", BASE_MODEL))
-    model = truncate(base, card["cut"], head=card.get("head", "probe"))
-    model.load_state_dict(load_file(str(tensor_path)))
-    model.eval()
+    model = weights.load_model(name)
+    if not isinstance(model, TruncatedResNet):
+        raise ValueError(f"name: {name!r} is not a truncated model ({type(model).__name__})")
     return model
 
 
+def first_images(split: str, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 ``(size, 224, 224, 3)`` and labels ``(size, 6)`` of images 0..size-1.
+
+    Slices a larger cached render of the split when one exists (the training run caches
+    12000 train images), else renders and caches exactly ``size`` images.
+    """
+    from . import shapes
+
+    pattern = f"shapes_v{shapes.GENERATOR_VERSION}_seed{seed}_{split}_*.npz"
+    sizes = sorted(int(p.stem.rsplit("_", 1)[1]) for p in shapes.cache_dir().glob(pattern)
+                   if p.stem.rsplit("_", 1)[1].isdigit())
+    bigger = [n for n in sizes if n >= size]
+    images, labels = shapes.load_split(split, bigger[0] if bigger else size, seed)
+    return images[:size], labels[:size]
+
+
 def build_probes(cuts: Sequence[str] = STANDARD_CUTS, base: str = BASE_MODEL,
-                 train_size: int = 4000, test_size: int = 1000, seed: int = 0,
+                 train_size: int = 4000, test_size: int = 2000, seed: int = 0,
                  epochs: int = 100, lr: float = 1e-2, save: bool = True) -> list[dict]:
     """Train (and with ``save``, ship) the probes of ``base`` for ``cuts``; reproducible.
 
-    Train on ``ShapesDataset("train", train_size, seed=0)``, score on the held-out
-    ``ShapesDataset("test", test_size, seed=0)``; files via
-    :func:`gradcam_edu.weights.save_model` under :func:`probe_name`. Returns the card rows.
+    Train on the first ``train_size`` images of the "train" split (data seed 0, images the
+    base model was trained on), score on the first ``test_size`` images of the held-out
+    "test" split. Files via :func:`gradcam_edu.weights.save_model` under
+    :func:`probe_name`. Returns one row per probe (its card's scores and timings).
     """
     from . import weights
-    from .shapes import ShapesDataset
 
-    torch.manual_seed(seed)
+    card = weights.model_card(base)
     full = weights.load_model(base)
-    train = ShapesDataset("train", train_size, seed=0)
-    test = ShapesDataset("test", test_size, seed=0)
+    train = first_images("train", train_size)
+    test = first_images("test", test_size)
     rows = []
     for after in cuts:
         model = truncate(full, after, head="probe")
         fit = train_probe(model, train, epochs=epochs, lr=lr, seed=seed)
         logits, labels = predict(model, test)
-        scores = _scores(logits, labels)
-        card = {"base_model": base, "cut": after, "head": "probe", "seed": seed,
-                "train_split": "train", "train_images": fit.train_images,
-                "epochs": epochs, "lr": lr, "optimizer": "AdamW on cached features",
-                "loss": "BCEWithLogitsLoss (multi-label)",
-                "final_train_loss": round(fit.losses[-1], 5),
-                "test_split": "test", "test_images": len(labels),
-                "test_exact_match": round(scores["exact_match"], 4),
-                "test_mAP": round(scores["mAP"], 4),
-                "reproduce": "python -m gradcam_edu.truncate"}
+        scores = accuracy(logits, labels)
+        extra = {
+            "architecture": "gradcam_edu.truncate:build_truncated",
+            "kwargs": {"base_architecture": card["architecture"], "base_kwargs": card["kwargs"],
+                       "after": after, "head": "probe"},
+            "base_model": base, "base_sha256": card["sha256"], "cut": after, "head": "probe",
+            "probe": {"seed": seed, "train_split": "train", "train_indices": [0, train_size],
+                      "data_seed": 0, "epochs": epochs, "lr": lr, "weight_decay": 1e-4,
+                      "optimizer": "AdamW on cached, standardised features (body frozen)",
+                      "loss": "BCEWithLogitsLoss (multi-label)",
+                      "initial_train_loss": round(fit.losses[0], 5),
+                      "final_train_loss": round(fit.losses[-1], 5),
+                      "seconds": round(fit.feature_seconds + fit.fit_seconds, 1),
+                      "command": "python -m gradcam_edu.truncate"},
+            "held_out": {"split": "test", "seed": 0, "n_images": len(labels),
+                         "exact_match": round(scores["exact_match"], 5),
+                         "mAP": round(scores["mAP"], 5)},
+        }
         if save:
-            weights.save_model(model, probe_name(after, base), card_extra=card)
-        rows.append({"name": probe_name(after, base), **card,
-                     "seconds": round(fit.feature_seconds + fit.fit_seconds, 1)})
-        print(f"{probe_name(after, base)}: exact match {scores['exact_match']:.3f}, "
+            weights.save_model(model, probe_name(after, base), card_extra=extra)
+        rows.append({"name": probe_name(after, base), "cut": after, **scores,
+                     "seconds": extra["probe"]["seconds"]})
+        print(f"{probe_name(after, base)}: test exact match {scores['exact_match']:.3f}, "
               f"mAP {scores['mAP']:.3f} ({rows[-1]['seconds']} s)", flush=True)
     return rows
 
@@ -444,27 +469,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     import argparse
 
     from . import weights
-    from .shapes import ShapesDataset
 
     parser = argparse.ArgumentParser(prog="python -m gradcam_edu.truncate",
                                      description=main.__doc__)
     parser.add_argument("--base", default=BASE_MODEL)
     parser.add_argument("--cuts", nargs="+", default=list(STANDARD_CUTS))
     parser.add_argument("--train-size", type=int, default=4000)
-    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     build_probes(args.cuts, args.base, args.train_size, args.test_size, args.seed,
                  args.epochs, save=not args.no_save)
     if args.no_save:
         return
     full = weights.load_model(args.base)
     probes = {c: load_truncated(probe_name(c, args.base)) for c in args.cuts}
-    rows = variant_accuracy(full, ShapesDataset("test", args.test_size, seed=0), args.cuts,
-                            probes)
+    rows = variant_accuracy(full, first_images("test", args.test_size), args.cuts, probes)
     print(format_rows(rows))
 
 

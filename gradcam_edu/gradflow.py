@@ -1,0 +1,194 @@
+"""Where does the gradient go in a ResNet? Skip path versus residual branch, block by block.
+
+A torchvision residual block computes ``y = ReLU(branch(x) + skip(x))`` where ``branch`` is
+conv1-bn1-relu-conv2-bn2 (``bn3`` last in a ``Bottleneck``) and ``skip`` is the identity or
+``downsample`` (1x1 conv + bn). With ``g_out = d score / d y`` (captured at the block's output)
+the gradient at the pre-ReLU sum is ``g_pre = g_out * [y > 0]``, and the gradient arriving
+at the block's input splits exactly in two::
+
+    g_in = J_branch(x)^T g_pre  +  J_skip(x)^T g_pre
+           \\___ through the branch __/   \\___ through the skip (= g_pre for the identity) __/
+
+Both terms are vector-Jacobian products computed with ``torch.autograd.grad`` on the graph of
+ONE capture (:func:`gradcam_edu.capture.capture`): the block's input ``x`` (the previous
+block's output, or ``maxpool`` for the first block), the branch end (``bn2``) and
+``downsample`` are captured tensors, so ``autograd.grad(bn2_out, x, g_pre)`` is exactly the
+branch's share. Their sum reproduces the captured gradient at the input (checked, and
+reported as ``reconstruction_error``).
+
+The skip carries gradient to the block's *input*; nothing inside the block (``conv2``) sees
+it. This is the course's answer to claim (a) of the source post.
+
+:func:`zero_gradient_share` counts gradient entries that are exactly zero, per layer: behind
+the stem's 3x3 / stride-2 max-pool at most one ``conv1`` position in four gets a gradient
+(the "grid effect").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .capture import Target, capturable_layers, capture
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def residual_blocks(model: nn.Module) -> list[tuple[str, str]]:
+    """``(block name, name of the layer feeding it)`` for every residual block, in order.
+
+    ``[("layer1.0", "maxpool"), ("layer1.1", "layer1.0"), ("layer2.0", "layer1.1"), ...]``
+    for a torchvision-style ResNet (also a :class:`gradcam_edu.truncate.TruncatedResNet`).
+    """
+    if not all(hasattr(model, n) for n in ("maxpool", "layer1")):
+        raise TypeError("model: expected a torchvision-style ResNet (maxpool, layer1..layer4), "
+                        f"got {type(model).__name__}")
+    out, previous = [], "maxpool"
+    for stage in STAGES:
+        seq = getattr(model, stage, None)
+        if seq is None:
+            break
+        for i in range(len(seq)):
+            name = f"{stage}.{i}"
+            out.append((name, previous))
+            previous = name
+    return out
+
+
+def _branch_end(block: nn.Module) -> str:
+    if isinstance(getattr(block, "bn3", None), nn.BatchNorm2d):
+        return "bn3"  # Bottleneck
+    if isinstance(getattr(block, "bn2", None), nn.BatchNorm2d):
+        return "bn2"  # BasicBlock
+    raise TypeError(f"block: expected a BasicBlock or Bottleneck, got {type(block).__name__}")
+
+
+@dataclass
+class BlockFlow:
+    """The gradient through one residual block, per image (tensors ``(N,)``).
+
+    ``skip_norm`` / ``branch_norm``: L2 norms of the two parts of the input gradient;
+    ``input_norm``: of their sum (the gradient at the block's input);
+    ``skip_share = skip_norm / (skip_norm + branch_norm)`` in [0, 1];
+    ``skip_projection = <g_skip, g_in> / |g_in|^2``: the skip's part of the input gradient
+    along itself (skip + branch projections sum to exactly 1; values outside [0, 1] mean the
+    two paths partly cancel); ``cosine``: cosine similarity of the two parts.
+    ``reconstruction_error``: max |g_skip + g_branch - g_in| over the batch.
+    """
+
+    block: str
+    skip: str
+    skip_norm: torch.Tensor
+    branch_norm: torch.Tensor
+    input_norm: torch.Tensor
+    skip_share: torch.Tensor
+    skip_projection: torch.Tensor
+    cosine: torch.Tensor
+    reconstruction_error: float
+
+    def row(self) -> dict:
+        """Means over the images as a plain dict (one row of the block table)."""
+        return {"block": self.block, "skip": self.skip,
+                "skip_norm": float(self.skip_norm.mean()),
+                "branch_norm": float(self.branch_norm.mean()),
+                "input_norm": float(self.input_norm.mean()),
+                "skip_share": float(self.skip_share.mean()),
+                "skip_projection": float(self.skip_projection.nanmean()),
+                "cosine": float(self.cosine.nanmean())}
+
+
+def _flat_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1).norm(dim=1)
+
+
+def gradient_flow(model: nn.Module, x: torch.Tensor, target: Target,
+                  blocks: Sequence[str] | None = None) -> list[BlockFlow]:
+    """Split the gradient at every residual block's input into skip and branch parts.
+
+    ``x``: images ``(N, 3, H, W)``; ``target``: the class score to differentiate (as in
+    :func:`gradcam_edu.capture.capture`); ``blocks``: names such as ``"layer4.1"`` (default:
+    all, see :func:`residual_blocks`). One forward and one backward for all blocks, plus two
+    vector-Jacobian products per block restricted to that block. Returns one
+    :class:`BlockFlow` per block, in forward order.
+    """
+    pairs = residual_blocks(model)
+    if blocks is not None:
+        known = {b for b, _ in pairs}
+        unknown = [b for b in blocks if b not in known]
+        if unknown:
+            raise ValueError(f"blocks: {unknown} are not residual blocks of this model; valid: "
+                             f"{', '.join(b for b, _ in pairs)}")
+        pairs = [(b, i) for b, i in pairs if b in set(blocks)]
+    modules = dict(model.named_modules())
+    layers: list[str] = []
+    for block, inp in pairs:
+        layers += [inp, block, f"{block}.{_branch_end(modules[block])}"]
+        if getattr(modules[block], "downsample", None) is not None:
+            layers.append(f"{block}.downsample")
+    layers = list(dict.fromkeys(layers))
+    flows = []
+    with capture(model, layers) as cap:
+        cap.forward(x)
+        cap.backward(target)
+        with torch.enable_grad():
+            for block, inp in pairs:
+                x_in = cap.activations[inp]
+                g_pre = cap.gradients[block] * (cap.activations[block] > 0)
+                branch_out = cap.activations[f"{block}.{_branch_end(modules[block])}"]
+                (g_branch,) = torch.autograd.grad(branch_out, x_in, g_pre, retain_graph=True)
+                if f"{block}.downsample" in cap.activations:
+                    (g_skip,) = torch.autograd.grad(cap.activations[f"{block}.downsample"],
+                                                    x_in, g_pre, retain_graph=True)
+                    kind = "downsample"
+                else:
+                    g_skip, kind = g_pre, "identity"
+                g_in = cap.gradients[inp]
+                flows.append(_block_flow(block, kind, g_skip.detach(), g_branch.detach(), g_in))
+    return flows
+
+
+def _block_flow(block: str, kind: str, g_skip: torch.Tensor, g_branch: torch.Tensor,
+                g_in: torch.Tensor) -> BlockFlow:
+    n = g_in.shape[0]
+    s, b, g = (t.reshape(n, -1).double() for t in (g_skip, g_branch, g_in))
+    s_norm, b_norm, g_norm = s.norm(dim=1), b.norm(dim=1), g.norm(dim=1)
+    total = s_norm + b_norm
+    share = torch.where(total > 0, s_norm / total.clamp(min=1e-300), torch.full_like(total, 0.5))
+    nan = torch.full_like(total, float("nan"))
+    projection = torch.where(g_norm > 0, (s * g).sum(1) / g_norm.clamp(min=1e-300) ** 2, nan)
+    cos = torch.where(s_norm * b_norm > 0,
+                      (s * b).sum(1) / (s_norm * b_norm).clamp(min=1e-300), nan)
+    return BlockFlow(block=block, skip=kind, skip_norm=s_norm.float(), branch_norm=b_norm.float(),
+                     input_norm=g_norm.float(), skip_share=share.float(),
+                     skip_projection=projection.float(), cosine=cos.float(),
+                     reconstruction_error=float((s + b - g).abs().max()))
+
+
+def flow_table(flows: Sequence[BlockFlow]) -> list[dict]:
+    """One dict row per block (means over images): block, skip kind, norms, shares."""
+    return [f.row() for f in flows]
+
+
+def zero_gradient_share(model: nn.Module, x: torch.Tensor, target: Target,
+                        layers: Sequence[str] | None = None) -> list[dict]:
+    """Share of gradient entries that are exactly zero, per layer, from ONE capture.
+
+    ``layers``: names to inspect (default: every layer with a 4-D output,
+    :func:`gradcam_edu.capture.capturable_layers`). Rows ``{"layer", "grid" (h, w),
+    "zero_entries", "zero_positions"}``: share of entries of ``d score / d A`` ``(N, C, h, w)``
+    equal to 0, and share of positions where every channel's gradient is 0.
+    """
+    names = list(layers) if layers is not None else capturable_layers(model, x)
+    rows = []
+    with capture(model, names) as cap:
+        cap.forward(x)
+        cap.backward(target)
+        for name in cap.layer_names:
+            zero = cap.gradients[name] == 0
+            rows.append({"layer": name, "grid": tuple(zero.shape[-2:]),
+                         "zero_entries": float(zero.float().mean()),
+                         "zero_positions": float(zero.all(dim=1).float().mean())})
+    return rows

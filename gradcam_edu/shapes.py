@@ -138,36 +138,39 @@ def _coverage(cls: int, diameter: float, rng: np.random.Generator) -> np.ndarray
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """bool (H, W): ``mask`` grown by ``radius`` px (square structuring element)."""
+    """bool (H, W): ``mask`` grown by ``radius`` px (square structuring element, separable)."""
     out = mask.copy()
-    h, w = mask.shape
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            ys, yd = (slice(dy, h), slice(0, h - dy)) if dy >= 0 else (slice(0, h + dy), slice(-dy, h))
-            xs, xd = (slice(dx, w), slice(0, w - dx)) if dx >= 0 else (slice(0, w + dx), slice(-dx, w))
-            out[yd, xd] |= mask[ys, xs]
+    for d in range(1, radius + 1):  # along x
+        out[:, d:] |= mask[:, :-d]
+        out[:, :-d] |= mask[:, d:]
+    rows = out.copy()
+    for d in range(1, radius + 1):  # along y
+        out[d:] |= rows[:-d]
+        out[:-d] |= rows[d:]
     return out
 
 
 # ----------------------------------------------------------------------------- background
-def _smooth_field(rng: np.random.Generator, grid: int, channels: int) -> np.ndarray:
-    """float32 (224, 224, channels) in [0, 1]: bicubic upsampling of a random grid x grid field."""
+def _smooth_field(
+    rng: np.random.Generator, grid: int, channels: int, size: int = IMAGE_SIZE
+) -> np.ndarray:
+    """float32 (size, size, channels) in [0, 1]: bicubic upsampling of a random grid x grid
+    field."""
     coarse = (rng.uniform(0, 255, (grid, grid, channels))).astype(np.uint8)
     mode = "RGB" if channels == 3 else "L"
     img = Image.fromarray(coarse if channels == 3 else coarse[..., 0], mode)
-    up = np.asarray(img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC), dtype=np.float32)
+    up = np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.float32)
     return (up if channels == 3 else up[..., None]) / 255.0
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
     """float32 (224, 224, 3) in 0-255: gradient + low-frequency blotches + thin lines + blobs."""
     n = IMAGE_SIZE
-    c0, c1 = rng.uniform(30, 225, 3), rng.uniform(30, 225, 3)
+    c0, c1 = rng.uniform(30, 225, 3).astype(np.float32), rng.uniform(30, 225, 3).astype(np.float32)
     theta = rng.uniform(0, 2 * math.pi)
-    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / (n - 1)
-    t = (math.cos(theta) * (xx - 0.5) + math.sin(theta) * (yy - 0.5)) / math.sqrt(0.5) + 0.5
-    t = np.clip(t, 0, 1)[..., None]
-    bg = c0 * (1 - t) + c1 * t
+    ramp = np.linspace(-0.5, 0.5, n, dtype=np.float32) / np.float32(math.sqrt(0.5))
+    t = np.clip(math.cos(theta) * ramp[None, :] + math.sin(theta) * ramp[:, None] + 0.5, 0, 1)
+    bg = c0 + (c1 - c0) * t[..., None]
     bg += (_smooth_field(rng, int(rng.integers(3, 7)), 3) - 0.5) * float(rng.uniform(30, 80))
     # clutter, drawn at 2x and box-filtered down so it is anti-aliased like the objects
     canvas = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8), "RGB").resize(
@@ -183,7 +186,7 @@ def _background(rng: np.random.Generator) -> np.ndarray:
         rx, ry = rng.uniform(3, 12, 2)
         colour = tuple(int(v) for v in rng.uniform(0, 255, 3))
         draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=colour)
-    return np.asarray(canvas.reduce(2), dtype=np.float32)
+    return np.array(canvas.reduce(2), dtype=np.float32)
 
 
 def _object_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
@@ -240,18 +243,24 @@ def render(seed: int, split: str, index: int) -> Sample:
             pos = _place(cov, occupied, rng)
         y, x = pos
         p = cov.shape[0]
-        full = np.zeros((n, n), dtype=np.float32)
-        full[y : y + p, x : x + p] = cov
-        under = img[full > 0.5].mean(axis=0)
-        colour = _object_colour(rng, under)
+        win = (slice(y, y + p), slice(x, x + p))  # the object's patch in the image
+        inside = cov > 0.5
+        colour = _object_colour(rng, img[win][inside].mean(axis=0))
         # a little shading across the object so it is not a flat colour
-        shade = 1.0 + (_smooth_field(rng, 2, 1) - 0.5) * 0.3
-        a = full[..., None]
-        img = img * (1 - a) + np.clip(colour * shade, 0, 255) * a
-        masks.append(full > 0.5)
-        occupied |= _dilate(full > 0, _MARGIN)
-    img = img + rng.normal(0.0, _NOISE_STD, img.shape)
-    image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        shade = 1.0 + (_smooth_field(rng, 2, 1, p) - 0.5) * 0.3
+        a = cov[..., None]
+        img[win] = img[win] * (1 - a) + np.clip(colour * shade, 0, 255) * a
+        mask = np.zeros((n, n), dtype=bool)
+        mask[win] = inside
+        masks.append(mask)
+        m = _MARGIN  # grow the footprint by the margin, within a patch padded by m
+        y0, x0, y1, x1 = max(y - m, 0), max(x - m, 0), min(y + p + m, n), min(x + p + m, n)
+        grown = np.zeros((p + 2 * m, p + 2 * m), dtype=bool)
+        grown[m : m + p, m : m + p] = cov > 0
+        grown = _dilate(grown, m)
+        occupied[y0:y1, x0:x1] |= grown[y0 - y + m : y1 - y + m, x0 - x + m : x1 - x + m]
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(_NOISE_STD)
+    image = np.clip(np.rint(img, out=img), 0, 255, out=img).astype(np.uint8)
     label = np.zeros(NUM_CLASSES, dtype=np.float32)
     label[classes] = 1.0
     return Sample(image=image, masks=np.stack(masks), classes=classes, label=label)

@@ -1,0 +1,221 @@
+"""The course's models, named as torchvision names them.
+
+* :func:`resnet18_narrow` - a ResNet-18 with widths 16/32/64/128 instead of 64/128/256/512.
+  It *is* a ``torchvision.models.ResNet`` (same ``BasicBlock``, ``_make_layer`` and
+  ``forward``), so every module name (``conv1``, ``layer4.1.conv2``, ``layer4.0.downsample.0``,
+  ``fc``) and every ``state_dict`` key is exactly that of ``torchvision.models.resnet18()``.
+  At a 224 x 224 input: ``layer1`` 56x56, ``layer2`` 28x28, ``layer3`` 14x14, ``layer4`` 7x7.
+* :func:`plain_cnn` - a VGG-style CNN without skip connections. Module names::
+
+      features.block1.conv  features.block1.bn  features.block1.relu  features.block1.pool
+      features.block2.*     (same four)
+      features.block3.conv1 .bn1 .relu1 .conv2 .bn2 .relu2 .pool
+      features.block4.conv1 .bn1 .relu1 .conv2 .bn2 .relu2     <- last conv: 14x14 at 224
+      avgpool  (global average pool)   fc  (linear head)
+
+  Spatial sizes at 224: block1 out 56 (stride-2 conv then pool), block2 28, block3 14,
+  block4 14. Every ReLU is its own module (no shared, no in-place ReLU), so a hook on a
+  name fires exactly once per forward.
+* :func:`torchvision_resnet` - torchvision's own ResNet-18/34/50, random (seeded) or with the
+  ImageNet weights *when the weight file is already in the local torch hub cache* (never
+  downloads). :func:`imagenet_preprocess` prepares a PIL image for them.
+
+All models here except the ImageNet ones take images in [0, 1] directly (no normalisation).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+__all__ = [
+    "ResNet18Narrow",
+    "PlainCNN",
+    "resnet18_narrow",
+    "plain_cnn",
+    "torchvision_resnet",
+    "imagenet_weight_path",
+    "imagenet_preprocess",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# ----------------------------------------------------------------------------- narrow ResNet-18
+class ResNet18Narrow(ResNet):
+    """torchvision's ResNet-18, with base width ``width`` (16 -> stages 16/32/64/128).
+
+    Reuses ``ResNet.__init__`` for the wiring and initialisation, then rebuilds the width-
+    dependent parts with ``ResNet._make_layer``; ``forward`` is torchvision's.
+    Input float (N, 3, H, W); output logits (N, num_classes).
+    """
+
+    def __init__(self, num_classes: int = 6, width: int = 16) -> None:
+        super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = self._norm_layer(width)
+        self.layer1 = self._make_layer(BasicBlock, widths[0], 2)
+        self.layer2 = self._make_layer(BasicBlock, widths[1], 2, stride=2)
+        self.layer3 = self._make_layer(BasicBlock, widths[2], 2, stride=2)
+        self.layer4 = self._make_layer(BasicBlock, widths[3], 2, stride=2)
+        self.fc = nn.Linear(widths[3] * BasicBlock.expansion, num_classes)
+        _init_like_torchvision(self)
+
+
+def _init_like_torchvision(model: nn.Module) -> None:
+    """The initialisation ``torchvision.models.ResNet.__init__`` applies (kaiming convs,
+    BN weight 1 / bias 0); the fc keeps PyTorch's default, as in torchvision."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
+def resnet18_narrow(num_classes: int = 6, width: int = 16) -> ResNet18Narrow:
+    """A narrow ResNet-18 (stage widths ``width * (1, 2, 4, 8)``) with torchvision's names.
+
+    Input (N, 3, 224, 224) in [0, 1]; logits (N, num_classes). ``layer4`` output is
+    (N, 8 * width, 7, 7), ``layer3`` (N, 4 * width, 14, 14).
+    """
+    return ResNet18Narrow(num_classes=num_classes, width=width)
+
+
+# ----------------------------------------------------------------------------- plain CNN
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1, suffix: str = "") -> list:
+    return [
+        (f"conv{suffix}", nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)),
+        (f"bn{suffix}", nn.BatchNorm2d(c_out)),
+        (f"relu{suffix}", nn.ReLU()),
+    ]
+
+
+class PlainCNN(nn.Module):
+    """VGG-style CNN, no skip connections: ``features`` -> ``avgpool`` (GAP) -> ``fc``.
+
+    Input (N, 3, 224, 224) in [0, 1]; logits (N, num_classes). The last conv,
+    ``features.block4.conv2``, has a 14x14 grid at 224 input (stride 16). See the module
+    docstring for all names.
+    """
+
+    def __init__(self, num_classes: int = 6, widths: tuple[int, int, int, int] = (16, 32, 64, 128)):
+        super().__init__()
+        w1, w2, w3, w4 = widths
+        self.features = nn.Sequential(
+            OrderedDict(
+                block1=nn.Sequential(
+                    OrderedDict(_conv_bn_relu(3, w1, stride=2) + [("pool", nn.MaxPool2d(2))])
+                ),
+                block2=nn.Sequential(
+                    OrderedDict(_conv_bn_relu(w1, w2) + [("pool", nn.MaxPool2d(2))])
+                ),
+                block3=nn.Sequential(
+                    OrderedDict(
+                        _conv_bn_relu(w2, w3, suffix="1")
+                        + _conv_bn_relu(w3, w3, suffix="2")
+                        + [("pool", nn.MaxPool2d(2))]
+                    )
+                ),
+                block4=nn.Sequential(
+                    OrderedDict(
+                        _conv_bn_relu(w3, w4, suffix="1") + _conv_bn_relu(w4, w4, suffix="2")
+                    )
+                ),
+            )
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(w4, num_classes)
+        _init_like_torchvision(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, 3, H, W) in [0, 1] -> logits (N, num_classes)."""
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def plain_cnn(
+    num_classes: int = 6, widths: tuple[int, int, int, int] = (16, 32, 64, 128)
+) -> PlainCNN:
+    """A plain (no skip connection) CNN; last conv ``features.block4.conv2`` is 14x14 at 224."""
+    return PlainCNN(num_classes=num_classes, widths=tuple(widths))
+
+
+# ----------------------------------------------------------------------------- torchvision
+_TV_WEIGHTS = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+}
+
+
+def imagenet_weight_path(arch: str = "resnet18") -> Path:
+    """Where torchvision keeps ``arch``'s IMAGENET1K_V1 weights in the local torch hub cache
+    (``torch.hub.get_dir()/checkpoints/<file name of the official URL>``)."""
+    if arch not in _TV_WEIGHTS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(_TV_WEIGHTS)}")
+    enum = getattr(torchvision.models, _TV_WEIGHTS[arch]).IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+
+
+def torchvision_resnet(
+    arch: str = "resnet18", weights: str = "random", seed: int = 0, num_classes: int = 1000
+) -> ResNet:
+    """torchvision's ``arch`` ("resnet18" | "resnet34" | "resnet50") in eval mode.
+
+    ``weights="random"``: initialised under ``torch.manual_seed(seed)`` (same seed, same
+    weights; the global RNG state is restored afterwards). ``weights="imagenet"``: the
+    IMAGENET1K_V1 weights read from the local torch hub cache with ``weights_only=True``;
+    nothing is ever downloaded, and a missing file raises ``FileNotFoundError`` naming the
+    path. ImageNet models expect :func:`imagenet_preprocess`-ed input (normalised).
+    """
+    if arch not in _TV_WEIGHTS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(_TV_WEIGHTS)}")
+    if weights not in ("random", "imagenet"):
+        raise ValueError(f"weights must be 'random' or 'imagenet', got {weights!r}")
+    builder = getattr(torchvision.models, arch)
+    if weights == "imagenet":
+        path = imagenet_weight_path(arch)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"ImageNet weights for {arch} not found at {path} (this package never "
+                f"downloads). Copy the file {path.name} (torchvision's "
+                f"{_TV_WEIGHTS[arch]}.IMAGENET1K_V1 checkpoint) into {path.parent}, "
+                "or set TORCH_HOME so that torch.hub.get_dir() points at a folder whose "
+                "checkpoints/ holds it."
+            )
+        model = builder(weights=None, num_classes=1000)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        if num_classes != 1000:
+            raise ValueError("ImageNet weights come with a 1000-class head; use num_classes=1000")
+        return model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = builder(weights=None, num_classes=num_classes)
+    return model.eval()
+
+
+def imagenet_preprocess(image) -> torch.Tensor:
+    """PIL image -> float32 (3, 224, 224): resize 256 (short side), centre crop 224, to
+    tensor in [0, 1], then ImageNet mean/std normalisation (for the ImageNet weights only)."""
+    from torchvision import transforms
+
+    tf = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    return tf(image.convert("RGB"))

@@ -1,0 +1,263 @@
+"""Reproduce every shipped weight file from scratch.
+
+    python -m gradcam_edu.train                          # both models -> data/
+    python -m gradcam_edu.train --only resnet18-shapes   # one of them
+    python -m gradcam_edu.train --quick                  # tiny smoke run -> artifacts/quick/
+
+Seeded end to end: the images are a pure function of (seed, split, index) (see
+:mod:`gradcam_edu.shapes`), the model is initialised after ``torch.manual_seed``, the batch
+order and the augmentation (random 90-degree rotations and flips: every shape class is
+invariant under them) come from generators seeded by (seed, epoch). Same command, same
+machine -> same weights.
+
+Loss: multi-label ``BCEWithLogitsLoss``; optimiser AdamW with a one-cycle learning rate. After
+training, the model is scored on a held-out "test" split (never seen in training) with
+:func:`exact_match` and :func:`mean_average_precision`, and saved with
+:func:`gradcam_edu.weights.save_model` (safetensors + model card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import shapes
+from .weights import ARCHITECTURES, save_model
+
+
+# ----------------------------------------------------------------------------- metrics
+def exact_match(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> float:
+    """Share of images whose every class decision is right.
+
+    probs: (N, C) sigmoid probabilities; labels: (N, C) multi-hot {0, 1}. An image counts when
+    ``(probs > threshold) == labels`` for all C classes.
+    """
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    return float(np.mean(np.all((probs > threshold) == (labels > 0.5), axis=1)))
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Average precision of one class: sum over thresholds of (R_n - R_{n-1}) * P_n.
+
+    scores: (N,) any real scores (higher = more positive); labels: (N,) {0, 1}. Tied scores
+    form one threshold (as scikit-learn's ``average_precision_score``). NaN without positives.
+    """
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels) > 0.5
+    n_pos = int(labels.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    tp = np.cumsum(y)
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each tied group
+    tp_at, seen = tp[last], last + 1
+    precision = tp_at / seen
+    recall_gain = np.diff(np.r_[0, tp_at]) / n_pos
+    return float(np.sum(precision * recall_gain))
+
+
+def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over classes (columns) of :func:`average_precision`; scores, labels: (N, C).
+    Classes without a positive are skipped."""
+    aps = [average_precision(scores[:, c], labels[:, c]) for c in range(scores.shape[1])]
+    return float(np.nanmean(aps))
+
+
+# ----------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class Config:
+    """Everything that determines one shipped model."""
+
+    name: str
+    architecture: str
+    kwargs: dict
+    train_size: int = 10000
+    epochs: int = 4
+    batch_size: int = 64
+    max_lr: float = 3e-3
+    weight_decay: float = 0.05
+    seed: int = 0  # torch init + batch order + augmentation
+    data_seed: int = 0  # which images (shapes.render seed)
+    test_size: int = 2000  # held-out "test" images scored after training
+    monitor_size: int = 500  # "val" images scored after each epoch (monitoring only)
+    augment: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+CONFIGS: dict[str, Config] = {
+    "resnet18-shapes": Config(
+        name="resnet18-shapes",
+        architecture="resnet18_narrow",
+        kwargs={"num_classes": 6, "width": 16},
+    ),
+    "plaincnn-shapes": Config(
+        name="plaincnn-shapes",
+        architecture="plain_cnn",
+        kwargs={"num_classes": 6, "widths": [16, 32, 64, 128]},
+    ),
+}
+
+
+def quick(cfg: Config) -> Config:
+    """A tiny version of ``cfg`` for smoke tests (minutes -> seconds)."""
+    return replace(cfg, train_size=640, epochs=1, test_size=128, monitor_size=64)
+
+
+# ----------------------------------------------------------------------------- training
+def to_batch(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1], channels_last memory (the
+    NHWC array is viewed as NCHW without a copy, then converted once)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    return x.float().div_(255.0)
+
+
+def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random 90-degree rotation and horizontal flip of each uint8 image (N, H, W, 3), drawn
+    from ``rng``; labels are unchanged (every class is rotation and mirror invariant)."""
+    ks = rng.integers(0, 4, len(images))
+    flips = rng.integers(0, 2, len(images))
+    out = np.empty_like(images)
+    for j, (k, f) in enumerate(zip(ks, flips, strict=True)):
+        im = np.rot90(images[j], int(k))
+        out[j] = im[:, ::-1] if f else im
+    return out
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Sigmoid probabilities float32 (N, C) of ``model`` (eval mode) on uint8 (N, H, W, 3)."""
+    model.eval()
+    out = [
+        torch.sigmoid(model(to_batch(images[i : i + batch_size]))).numpy()
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out).astype(np.float32)
+
+
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> dict:
+    """exact_match and mAP of ``model`` on uint8 images (N, H, W, 3), labels (N, C)."""
+    probs = predict(model, images)
+    return {
+        "exact_match": exact_match(probs, labels),
+        "mAP": mean_average_precision(probs, labels),
+        "n_images": len(images),
+    }
+
+
+def train(cfg: Config, out_dir: str | Path | None = None, workers: int = 2) -> dict:
+    """Train ``cfg`` from scratch, score it on the held-out test split, save weights + card
+    (to ``out_dir``, default the package data folder). Returns the card."""
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    x_train, y_train = shapes.load_split("train", cfg.train_size, cfg.data_seed, workers=workers)
+    x_mon, y_mon = shapes.load_split("val", cfg.monitor_size, cfg.data_seed, workers=workers)
+    render_s = time.perf_counter() - t0
+    print(f"[{cfg.name}] data ready in {render_s:.0f} s: {len(x_train)} train images", flush=True)
+
+    torch.manual_seed(cfg.seed)
+    model = ARCHITECTURES[cfg.architecture](**cfg.kwargs).to(memory_format=torch.channels_last)
+    steps_per_epoch = len(x_train) // cfg.batch_size  # drop the last partial batch
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.max_lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25
+    )
+    loss_fn = nn.BCEWithLogitsLoss()
+    history = []
+    t_train = time.perf_counter()
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=cfg.name, mininterval=20, file=sys.stderr)
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(x_train))
+        aug_rng = np.random.default_rng([cfg.seed, epoch, 1])
+        losses = []
+        for step in range(steps_per_epoch):
+            idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            batch = augment(x_train[idx], aug_rng) if cfg.augment else x_train[idx]
+            x = to_batch(batch)
+            y = torch.from_numpy(y_train[idx])
+            loss = loss_fn(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
+        mon = evaluate(model, x_mon, y_mon)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), **mon})
+        tqdm.write(
+            f"[{cfg.name}] epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses):.4f} "
+            f"val exact-match {mon['exact_match']:.4f} mAP {mon['mAP']:.4f} "
+            f"({time.perf_counter() - t_train:.0f} s)",
+            file=sys.stdout,
+        )
+        sys.stdout.flush()
+    bar.close()
+    train_s = time.perf_counter() - t_train
+
+    x_test, y_test = shapes.load_split("test", cfg.test_size, cfg.data_seed, workers=workers)
+    test = evaluate(model, x_test, y_test)
+    print(
+        f"[{cfg.name}] held-out test ({test['n_images']} images, split 'test', seed "
+        f"{cfg.data_seed}): exact-match {test['exact_match']:.4f} mAP {test['mAP']:.4f}; "
+        f"training {train_s:.0f} s",
+        flush=True,
+    )
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("name", "extra")}
+    card_extra = {
+        "architecture": cfg.architecture,
+        "kwargs": cfg.kwargs,
+        "input": "float32 (N, 3, 224, 224) RGB in [0, 1], no normalisation",
+        "classes": list(shapes.CLASS_NAMES),
+        "data": {"generator": "gradcam_edu.shapes", "generator_version": shapes.GENERATOR_VERSION,
+                 "train_split": "train", "train_indices": [0, cfg.train_size],
+                 "seed": cfg.data_seed},
+        "training": {
+            **config,
+            "optimizer": "AdamW + OneCycleLR",
+            "loss": "BCEWithLogitsLoss",
+            "augmentation": "random rot90 + horizontal flip" if cfg.augment else "none",
+            "seconds": round(train_s, 1),
+            "data_render_seconds": round(render_s, 1),
+            "torch_threads": torch.get_num_threads(),
+            "history": history,
+            "command": f"python -m gradcam_edu.train --only {cfg.name}",
+        },
+        "held_out": {
+            "split": "test",
+            "seed": cfg.data_seed,
+            "n_images": test["n_images"],
+            "exact_match": round(test["exact_match"], 5),
+            "mAP": round(test["mAP"], 5),
+        },
+        **cfg.extra,
+    }
+    return save_model(model, cfg.name, card_extra, data=out_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=sorted(CONFIGS), help="train just this model")
+    ap.add_argument("--quick", action="store_true", help="tiny run into artifacts/quick/")
+    ap.add_argument("--out", default=None, help="output folder (default: the data folder)")
+    ap.add_argument("--workers", type=int, default=2, help="processes rendering images")
+    args = ap.parse_args(argv)
+    out = args.out or ("artifacts/quick" if args.quick else None)
+    names = [args.only] if args.only else list(CONFIGS)
+    for name in names:
+        cfg = quick(CONFIGS[name]) if args.quick else CONFIGS[name]
+        card = train(cfg, out_dir=out, workers=args.workers)
+        print(f"[{name}] wrote {card['weights_file']} sha256 {card['sha256'][:16]}...", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Shipped weights: safetensors files with a JSON model card, verified before loading.
+
+Each shipped model ``<name>`` is two files in the data folder (``data/`` at the repository
+root, or ``$GRADCAM_EDU_DATA``)::
+
+    data/<name>.safetensors   the state_dict (safetensors: no pickle, no code execution)
+    data/<name>.json          the model card: architecture + constructor kwargs, seeds,
+                              epochs, training time, torch version, held-out scores, and
+                              the sha256 of the .safetensors file
+
+``load_model(name)`` reads the card, hashes the weight file's bytes and compares them to the
+card's ``sha256`` *before* deserialising anything, then builds the architecture named in the
+card and loads the weights strictly. The registry of architectures is generic: a later module
+can ship e.g. a probe head on a truncated ResNet with ``register_architecture`` (or by naming
+its builder as ``"gradcam_edu.some_module:builder"`` in the card) and ``save_model``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as _st_load
+from safetensors.torch import save as _st_save
+from torch import nn
+
+from . import models
+
+__all__ = [
+    "ChecksumMismatchError",
+    "available_models",
+    "data_dir",
+    "load_model",
+    "model_card",
+    "register_architecture",
+    "save_model",
+    "sha256_file",
+]
+
+#: Architecture name (as written in a card) -> builder called with the card's ``kwargs``.
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "resnet18_narrow": models.resnet18_narrow,
+    "plain_cnn": models.plain_cnn,
+}
+
+
+class ChecksumMismatchError(RuntimeError):
+    """A weight file whose sha256 differs from its model card's."""
+
+
+def register_architecture(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Make ``name`` usable as a card's ``architecture``: ``builder(**card["kwargs"])``."""
+    ARCHITECTURES[name] = builder
+
+
+def data_dir(override: str | os.PathLike | None = None) -> Path:
+    """The folder of shipped weights: ``override``, else ``$GRADCAM_EDU_DATA``, else the
+    repository's ``data/``."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("GRADCAM_EDU_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "data"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _paths(name: str, folder: Path) -> tuple[Path, Path]:
+    return folder / f"{name}.safetensors", folder / f"{name}.json"
+
+
+def available_models(data: str | os.PathLike | None = None) -> list[str]:
+    """Sorted names of the models with a model card in the data folder."""
+    folder = data_dir(data)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.stem for p in folder.glob("*.json") if "sha256" in _read_json_or_empty(p)
+    )
+
+
+def _read_json_or_empty(path: Path) -> dict:
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def model_card(name: str, data: str | os.PathLike | None = None) -> dict:
+    """The model card (a dict) of ``name``. Raises ``FileNotFoundError`` naming the card file
+    when it is missing, ``ValueError`` listing the available names for an unknown name."""
+    folder = data_dir(data)
+    weights_path, card_path = _paths(name, folder)
+    if not card_path.is_file():
+        if weights_path.is_file():
+            raise FileNotFoundError(
+                f"model card {card_path} is missing: {weights_path} cannot be verified, so it "
+                "is not loaded"
+            )
+        raise ValueError(
+            f"unknown model {name!r} in {folder}; available: {available_models(folder)}"
+        )
+    try:
+        card = json.loads(card_path.read_text())
+    except ValueError as e:
+        raise ValueError(f"model card {card_path} is not valid JSON: {e}") from e
+    for key in ("architecture", "kwargs", "sha256"):
+        if key not in card:
+            raise ValueError(f"model card {card_path} lacks the field {key!r}")
+    return card
+
+
+def _builder(architecture: str) -> Callable[..., nn.Module]:
+    if architecture in ARCHITECTURES:
+        return ARCHITECTURES[architecture]
+    module_name, sep, attr = architecture.partition(":")
+    if sep and module_name.split(".")[0] == "gradcam_edu":  # only this package's own code
+        return getattr(importlib.import_module(module_name), attr)
+    raise ValueError(
+        f"unknown architecture {architecture!r}; registered: {sorted(ARCHITECTURES)} "
+        "(or 'gradcam_edu.<module>:<builder>')"
+    )
+
+
+def load_model(name: str, data: str | os.PathLike | None = None) -> nn.Module:
+    """The shipped model ``name`` (e.g. "resnet18-shapes", "plaincnn-shapes") in eval mode.
+
+    The weight file's sha256 is checked against the card before it is deserialised:
+    ``ChecksumMismatchError`` if it differs, ``FileNotFoundError`` (naming the file) if the
+    weights or the card are missing, ``ValueError`` listing available names if unknown.
+    """
+    card = model_card(name, data)
+    weights_path, _ = _paths(name, data_dir(data))
+    if not weights_path.is_file():
+        raise FileNotFoundError(
+            f"weight file {weights_path} is missing (its card exists); rebuild it with "
+            f"`python -m gradcam_edu.train --only {name}`"
+        )
+    blob = weights_path.read_bytes()
+    got = hashlib.sha256(blob).hexdigest()
+    if got != card["sha256"]:
+        raise ChecksumMismatchError(
+            f"weight file {weights_path} was altered or corrupted: expected sha256 "
+            f"{card['sha256']}, got {got}"
+        )
+    state = _st_load(blob)  # deserialise the very bytes that were verified
+    model = _builder(card["architecture"])(**card["kwargs"])
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def save_model(
+    model: nn.Module, name: str, card_extra: dict, data: str | os.PathLike | None = None
+) -> dict:
+    """Write ``<name>.safetensors`` and ``<name>.json``; return the card.
+
+    ``card_extra`` must hold ``architecture`` (a registered name or
+    ``"gradcam_edu.<module>:<builder>"``) and ``kwargs`` (the builder's keyword arguments);
+    anything else in it (seeds, epochs, scores...) is copied into the card. The card gets
+    ``name``, ``torch_version``, ``format`` and the file's ``sha256``. The builder is checked
+    to rebuild a model with exactly these state_dict keys and shapes.
+    """
+    for key in ("architecture", "kwargs"):
+        if key not in card_extra:
+            raise ValueError(f"card_extra needs {key!r}")
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    rebuilt = _builder(card_extra["architecture"])(**card_extra["kwargs"]).state_dict()
+    if {k: tuple(v.shape) for k, v in rebuilt.items()} != {
+        k: tuple(v.shape) for k, v in state.items()
+    }:
+        raise ValueError("the architecture and kwargs in card_extra do not rebuild this model")
+    blob = _st_save(state, metadata={"name": name})
+    folder = data_dir(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights_path, card_path = _paths(name, folder)
+    weights_path.write_bytes(blob)
+    card = {"name": name, **card_extra}
+    card.update(
+        format="safetensors",
+        weights_file=weights_path.name,
+        torch_version=torch.__version__,
+        sha256=hashlib.sha256(blob).hexdigest(),
+    )
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    return card

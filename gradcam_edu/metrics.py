@@ -27,6 +27,7 @@ uniform map on energy (the mask's area fraction).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -57,8 +58,9 @@ def _check_maps_masks(maps: torch.Tensor, masks: torch.Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------- pointing game
-def _centre_distance(h: int, w: int, device=None) -> torch.Tensor:
-    """(H, W) squared distance of each pixel centre to the image centre."""
+@functools.lru_cache(maxsize=8)
+def _centre_distance(h: int, w: int, device: str = "cpu") -> torch.Tensor:
+    """(H, W) squared distance of each pixel centre to the image centre (cached)."""
     ys = torch.arange(h, device=device, dtype=torch.float32) - (h - 1) / 2
     xs = torch.arange(w, device=device, dtype=torch.float32) - (w - 1) / 2
     return ys[:, None] ** 2 + xs[None, :] ** 2
@@ -72,17 +74,38 @@ def peak_location(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     n, h, w = maps.shape
     flat = maps.reshape(n, -1)
-    is_max = flat == flat.max(dim=1, keepdim=True).values
-    dist = _centre_distance(h, w, maps.device).reshape(1, -1).expand(n, -1)
-    idx = torch.where(is_max, dist, torch.full_like(dist, math.inf)).argmin(dim=1)
+    top, idx = flat.max(dim=1)
+    is_max = flat == top[:, None]
+    tied = is_max.sum(dim=1) > 1
+    if tied.any():
+        dist = _centre_distance(h, w, str(maps.device)).reshape(1, -1)
+        sub = torch.where(is_max[tied], dist, torch.full_like(dist, math.inf))
+        idx = idx.clone()
+        idx[tied] = sub.argmin(dim=1)
     return idx // w, idx % w
 
 
-def _disc_offsets(radius: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=8)
+def _disc_offsets(radius: int, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     r = torch.arange(-radius, radius + 1, device=device)
     dy, dx = torch.meshgrid(r, r, indexing="ij")
     inside = dy ** 2 + dx ** 2 <= radius ** 2
     return dy[inside], dx[inside]
+
+
+def hits_at(ys: torch.Tensor, xs: torch.Tensor, masks: torch.Tensor,
+            tolerance_px: int = 0) -> torch.Tensor:
+    """``(N,)`` bool: pixel ``(ys[i], xs[i])`` lies within ``tolerance_px`` (Euclidean) of a
+    pixel of ``masks[i]`` ``(N, H, W)`` bool."""
+    if not isinstance(tolerance_px, int) or tolerance_px < 0:
+        raise ValueError(f"tolerance_px: expected an int >= 0 (pixels), got {tolerance_px!r}")
+    n, h, w = masks.shape
+    dy, dx = _disc_offsets(tolerance_px, str(masks.device))
+    yy, xx = ys[:, None] + dy[None], xs[:, None] + dx[None]          # (N, disc)
+    valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+    rows = torch.arange(n, device=masks.device)[:, None]
+    on_mask = masks[rows, yy.clamp(0, h - 1), xx.clamp(0, w - 1)] & valid
+    return on_mask.any(dim=1)
 
 
 def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance_px: int = 0) -> torch.Tensor:
@@ -94,16 +117,8 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance_px: int = 0
     to the pixel nearest the image centre (:func:`peak_location`).
     """
     _check_maps_masks(maps, masks)
-    if not isinstance(tolerance_px, int) or tolerance_px < 0:
-        raise ValueError(f"tolerance_px: expected an int >= 0 (pixels), got {tolerance_px!r}")
-    n, h, w = maps.shape
     ys, xs = peak_location(maps)
-    dy, dx = _disc_offsets(tolerance_px, maps.device)
-    yy, xx = ys[:, None] + dy[None], xs[:, None] + dx[None]          # (N, disc)
-    valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-    rows = torch.arange(n, device=maps.device)[:, None]
-    on_mask = masks[rows, yy.clamp(0, h - 1), xx.clamp(0, w - 1)] & valid
-    return on_mask.any(dim=1)
+    return hits_at(ys, xs, masks, tolerance_px)
 
 
 def energy_pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -113,12 +128,47 @@ def energy_pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
     the mask's area fraction: the score of a uniform map, which carries no information.
     """
     _check_maps_masks(maps, masks)
-    pos = maps.clamp(min=0).reshape(maps.shape[0], -1).double()
+    pos = maps.clamp(min=0).reshape(maps.shape[0], -1).float()
     inside = masks.reshape(masks.shape[0], -1)
     total = pos.sum(dim=1)
-    share = (pos * inside).sum(dim=1) / total.clamp(min=1e-300)
-    area = inside.double().mean(dim=1)
-    return torch.where(total > 0, share, area).to(torch.float32)
+    share = (pos * inside).sum(dim=1) / total.clamp(min=1e-30)
+    area = inside.float().mean(dim=1)
+    return torch.where(total > 0, share.clamp(0, 1), area)
+
+
+def upsample_adjoint(images: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``U^T images``: ``(N, h, w)`` for full-size ``(N, H, W)``, where ``U`` is the bilinear
+    upsampling of :func:`gradcam_edu.cams.upsample` from ``grid`` to ``(H, W)``; so that
+    ``sum(U(m) * images) == sum(m * U^T(images))`` for any map ``m`` on the grid."""
+    n = images.shape[0]
+    probe = torch.zeros(n, 1, *grid, dtype=torch.float32, device=images.device,
+                        requires_grad=True)
+    with torch.enable_grad():
+        up = F.interpolate(probe, size=tuple(images.shape[-2:]), mode="bilinear",
+                           align_corners=False)
+        (adj,) = torch.autograd.grad(up, probe, images[:, None].float())
+    return adj[:, 0]
+
+
+def energy_at_grid(maps: torch.Tensor, masks: torch.Tensor,
+                   adjoints: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """:func:`energy_pointing_game` of ``upsample(relu(maps))`` without building it.
+
+    ``maps`` ``(N, h, w)`` on a layer's grid, ``masks`` ``(N, H, W)`` bool. Upsampling is linear,
+    so the mass inside the mask is ``<relu(m), U^T mask>`` and the total ``<relu(m), U^T 1>``
+    (:func:`upsample_adjoint`): the cost is that of the grid, not of the image. ``adjoints``:
+    ``(U^T masks, U^T ones)`` when already computed for these masks and this grid.
+    """
+    n, h, w = maps.shape
+    if adjoints is None:
+        adjoints = (upsample_adjoint(masks.float(), (h, w)),
+                    upsample_adjoint(torch.ones_like(masks, dtype=torch.float32), (h, w)))
+    inside_w, total_w = adjoints
+    pos = maps.clamp(min=0).float()
+    total = (pos * total_w).sum(dim=(1, 2))
+    share = (pos * inside_w).sum(dim=(1, 2)) / total.clamp(min=1e-30)
+    area = masks.reshape(n, -1).float().mean(dim=1)
+    return torch.where(total > 0, share.clamp(0, 1), area)
 
 
 def target_share(maps: torch.Tensor, target_mask: torch.Tensor,

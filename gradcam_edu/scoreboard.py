@@ -1,0 +1,262 @@
+"""Layer scoreboard: how well does each layer's map localise the object, next to what its grid
+can reach at best?
+
+    images, masks, classes = shapes_sample(200)                 # held-out "test" images
+    board = scoreboard(model, images, masks, classes,
+                       layers=["layer4", "layer4.1.conv2", "layer3", "conv1"],
+                       methods=["gradcam", "hirescam", "layercam"])
+    print(board.to_text())
+    board.compare(("layer4", "gradcam"), ("layer4.1.conv2", "gradcam"), "energy")
+
+For every image and every class present in it (a "pair") the map of that class is scored
+against that object's mask. Per batch of images there is ONE forward for all layers and one
+backward per object slot (two at most: the shapes images hold 1 or 2 objects), reused by
+every method. Scores per pair (:mod:`gradcam_edu.metrics`): pointing game strict and within
+15 px, energy pointing game; beside each layer, the resolution ceiling of its grid and the
+trivial baselines (centre, uniform). Differences between two layers are paired (same pairs)
+and bootstrapped by image (:func:`gradcam_edu.metrics.paired_bootstrap`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cams import GRADIENT_METHODS, finalize, raw_map, upsample
+from .capture import capture
+from .metrics import (
+    ZHANG_TOLERANCE_PX,
+    baseline_scores,
+    energy_at_grid,
+    hits_at,
+    paired_bootstrap,
+    peak_location,
+    resolution_ceiling,
+    upsample_adjoint,
+)
+
+METRICS = ("pointing", "pointing_tol", "energy")
+"""Per-pair scores: strict pointing hit, hit within the tolerance, energy share (all in [0, 1])."""
+BASELINE = "(baseline)"
+
+
+def shapes_sample(n: int, split: str = "test", seed: int = 0, start: int = 0,
+                  ) -> tuple[torch.Tensor, list[torch.Tensor], list[list[int]]]:
+    """``n`` rendered shapes images: images float ``(n, 3, 224, 224)`` in [0, 1], object masks
+    (one bool ``(K_i, 224, 224)`` per image) and classes (``K_i`` ints per image)."""
+    from .shapes import render, to_tensor
+
+    samples = [render(seed, split, i) for i in range(start, start + n)]
+    images = to_tensor(np.stack([s.image for s in samples]))
+    return (images, [torch.from_numpy(s.masks) for s in samples],
+            [list(s.classes) for s in samples])
+
+
+@dataclass
+class Scoreboard:
+    """Per-pair scores of a scoreboard run.
+
+    ``scores[(layer, method)][metric]``: ``(P,)`` float over the P (image, class) pairs;
+    ``ceilings[layer][metric]`` the resolution ceiling of the layer's grid; ``baselines``:
+    ``centre_pointing``, ``centre_pointing_tol``, ``centre_energy``, ``uniform_energy``;
+    ``image_index`` / ``target_class`` ``(P,)``: where each pair comes from.
+    """
+
+    layers: list[str]
+    methods: list[str]
+    grids: dict[str, tuple[int, int]]
+    scores: dict[tuple[str, str], dict[str, torch.Tensor]]
+    ceilings: dict[str, dict[str, torch.Tensor]]
+    baselines: dict[str, torch.Tensor]
+    image_index: torch.Tensor
+    target_class: torch.Tensor
+    tolerance_px: int = ZHANG_TOLERANCE_PX
+    n_boot: int = 1000
+    seed: int = 0
+    _rows: list[dict] | None = field(default=None, repr=False)
+
+    def mean_ci(self, scores: torch.Tensor) -> tuple[float, float, float]:
+        """Mean of per-pair ``scores`` and its 95% bootstrap interval (resampling images)."""
+        return paired_bootstrap(scores, torch.zeros_like(scores), self.n_boot, self.seed,
+                                groups=self.image_index)
+
+    @property
+    def rows(self) -> list[dict]:
+        """One dict per (layer, method), then the baselines: means over pairs, 95% intervals
+        of ``pointing_tol`` and ``energy``, and the layer grid's ceiling."""
+        if self._rows is not None:
+            return self._rows
+        rows = []
+        for layer in self.layers:
+            ceiling = {f"ceiling_{k}": float(v.mean()) for k, v in self.ceilings[layer].items()}
+            for method in self.methods:
+                s = self.scores[(layer, method)]
+                row = {"layer": layer, "method": method,
+                       "grid": "x".join(map(str, self.grids[layer])),
+                       "pairs": len(self.image_index),
+                       "pointing": float(s["pointing"].mean())}
+                for metric in ("pointing_tol", "energy"):
+                    mean, lo, hi = self.mean_ci(s[metric])
+                    row.update({metric: mean, f"{metric}_lo": lo, f"{metric}_hi": hi})
+                rows.append({**row, **ceiling})
+        b = self.baselines
+        for method, point, point_tol, energy in (
+                ("centre", "centre_pointing", "centre_pointing_tol", "centre_energy"),
+                ("uniform", "centre_pointing", "centre_pointing_tol", "uniform_energy")):
+            row = {"layer": BASELINE, "method": method, "grid": "-",
+                   "pairs": len(self.image_index), "pointing": float(b[point].mean())}
+            for metric, key in (("pointing_tol", point_tol), ("energy", energy)):
+                mean, lo, hi = self.mean_ci(b[key])
+                row.update({metric: mean, f"{metric}_lo": lo, f"{metric}_hi": hi})
+            rows.append(row)
+        self._rows = rows
+        return rows
+
+    def to_text(self) -> str:
+        """The table as aligned plain text (interval in brackets, ceiling beside)."""
+        def ci(r, m):
+            return f"{r[m]:.2f} [{r[m + '_lo']:.2f}, {r[m + '_hi']:.2f}]"
+
+        head = (f"{'layer':<18}{'method':<11}{'grid':>7}  {'point':>5}  "
+                f"{'point@' + str(self.tolerance_px) + 'px':<19}{'energy':<19}"
+                f"{'ceiling point/@tol/energy':>26}")
+        lines = [head]
+        for r in self.rows:
+            ceiling = (f"{r['ceiling_pointing']:.2f} / {r['ceiling_pointing_tol']:.2f} / "
+                       f"{r['ceiling_energy']:.2f}" if "ceiling_energy" in r else "")
+            lines.append(f"{r['layer']:<18}{r['method']:<11}{r['grid']:>7}  "
+                         f"{r['pointing']:>5.2f}  {ci(r, 'pointing_tol'):<19}"
+                         f"{ci(r, 'energy'):<19}{ceiling:>26}")
+        lines.append(f"{len(self.image_index)} (image, class) pairs from "
+                     f"{len(torch.unique(self.image_index))} images; 95% intervals: bootstrap "
+                     f"over images, {self.n_boot} resamples, seed {self.seed}")
+        return "\n".join(lines)
+
+    def compare(self, a: tuple[str, str] | str, b: tuple[str, str] | str,
+                metric: str = "energy", n_boot: int | None = None,
+                seed: int | None = None) -> dict:
+        """Paired difference ``a - b`` of a metric over the same pairs, bootstrapped by image.
+
+        ``a``, ``b``: ``(layer, method)`` or a layer name (the first method), or
+        ``("(baseline)", "centre" | "uniform")``. Returns ``{"a", "b", "metric", "difference",
+        "low", "high"}`` (95% interval).
+        """
+        if metric not in METRICS:
+            raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+        sa, sb = self._pick(a, metric), self._pick(b, metric)
+        diff, lo, hi = paired_bootstrap(sa, sb, n_boot or self.n_boot,
+                                        self.seed if seed is None else seed,
+                                        groups=self.image_index)
+        return {"a": a, "b": b, "metric": metric, "difference": diff, "low": lo, "high": hi}
+
+    def _pick(self, key: tuple[str, str] | str, metric: str) -> torch.Tensor:
+        if isinstance(key, str):
+            key = (key, self.methods[0])
+        layer, method = key
+        if layer == BASELINE:
+            base = {"pointing": "centre_pointing", "pointing_tol": "centre_pointing_tol",
+                    "energy": f"{method}_energy"}[metric]
+            if base not in self.baselines:
+                raise ValueError(f"b: unknown baseline {method!r}; use 'centre' or 'uniform'")
+            return self.baselines[base]
+        if key not in self.scores:
+            raise ValueError(f"a/b: no scores for {key!r}; layers {self.layers}, methods "
+                             f"{self.methods}")
+        return self.scores[key][metric]
+
+
+def _check_inputs(images, masks, classes) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError("images: expected a float tensor (N, 3, H, W), got "
+                         f"{getattr(images, 'shape', type(images).__name__)}")
+    n = images.shape[0]
+    if len(masks) != n or len(classes) != n:
+        raise ValueError(f"masks, classes: expected one entry per image ({n}), got "
+                         f"{len(masks)} masks and {len(classes)} class lists")
+    for i, (m, c) in enumerate(zip(masks, classes, strict=True)):
+        if tuple(m.shape) != (len(c), *images.shape[-2:]):
+            raise ValueError(f"masks[{i}]: expected shape {(len(c), *images.shape[-2:])} "
+                             f"(one mask per class in classes[{i}]), got {tuple(m.shape)}")
+
+
+def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Tensor],
+               classes: Sequence[Sequence[int]], layers: Sequence[str],
+               methods: Sequence[str] = ("gradcam", "hirescam", "layercam"),
+               n_boot: int = 1000, seed: int = 0, batch_size: int = 16,
+               tolerance_px: int = ZHANG_TOLERANCE_PX) -> Scoreboard:
+    """Localisation scores of every (layer, method) on every (image, class present) pair.
+
+    ``images`` float ``(N, 3, H, W)``; ``masks[i]`` bool ``(K_i, H, W)``, one mask per object of
+    image i, aligned with ``classes[i]`` (``K_i`` class indices), as in
+    :class:`gradcam_edu.shapes.Sample`; ``layers``: capture names; ``methods``: names of
+    :data:`gradcam_edu.cams.GRADIENT_METHODS`. Maps are displayed maps
+    (:func:`gradcam_edu.cams.finalize`, upsampled to the input size). Images are processed
+    ``batch_size`` at a time: one forward, one backward per object slot, all layers and methods
+    from that capture. ``n_boot``, ``seed``: bootstrap of the intervals in
+    :attr:`Scoreboard.rows`.
+    """
+    unknown = [m for m in methods if m not in GRADIENT_METHODS]
+    if unknown:
+        raise ValueError(f"methods: unknown {unknown}; choose from {', '.join(GRADIENT_METHODS)}")
+    masks = [torch.as_tensor(m, dtype=torch.bool) for m in masks]
+    _check_inputs(images, masks, classes)
+    size = tuple(images.shape[-2:])
+    per: dict[tuple[str, str], dict[str, list]] = {(la, m): {k: [] for k in METRICS}
+                                                   for la in layers for m in methods}
+    ceilings: dict[str, dict[str, list]] = {}
+    baselines: dict[str, list] = {}
+    image_index, target_class, grids = [], [], {}
+    with capture(model, list(layers)) as cap:
+        names = None
+        for start in range(0, images.shape[0], batch_size):
+            stop = min(start + batch_size, images.shape[0])
+            cap.forward(images[start:stop])
+            names = names or cap.layer_names
+            for slot in range(max(len(c) for c in classes[start:stop])):
+                rows = [i for i in range(start, stop) if slot < len(classes[i])]
+                local = torch.tensor([i - start for i in rows])
+                cls = torch.tensor([classes[i][slot] if slot < len(classes[i]) else 0
+                                    for i in range(start, stop)])
+                valid = torch.tensor([slot < len(classes[i]) for i in range(start, stop)])
+
+                def target(logits, cls=cls, valid=valid):
+                    picked = logits.gather(1, cls[:, None].to(logits.device)).squeeze(1)
+                    return picked * valid.to(logits.device)   # no gradient from empty slots
+
+                cap.backward(target)
+                mask = torch.stack([masks[i][slot] for i in rows])
+                image_index += rows
+                target_class += [classes[i][slot] for i in rows]
+                for k, v in baseline_scores(mask, tolerance_px).items():
+                    baselines.setdefault(k, []).append(v)
+                by_grid: dict[tuple[int, int], tuple] = {}   # ceiling, U^T mask, U^T 1
+                for layer in layers:
+                    A = cap.activations[layer].detach()[local]
+                    G = cap.gradients[layer][local]
+                    grid = grids[layer] = tuple(A.shape[-2:])
+                    if grid not in by_grid:
+                        by_grid[grid] = (resolution_ceiling(mask, grid, tolerance_px),
+                                         (upsample_adjoint(mask.float(), grid), upsample_adjoint(
+                                             torch.ones_like(mask, dtype=torch.float32), grid)))
+                    ceiling, adjoints = by_grid[grid]
+                    for k, v in ceiling.items():
+                        ceilings.setdefault(layer, {}).setdefault(k, []).append(v)
+                    for method in methods:
+                        low = finalize(raw_map(method, A, G))        # displayed map, layer grid
+                        ys, xs = peak_location(upsample(low, size))
+                        out = per[(layer, method)]
+                        out["pointing"].append(hits_at(ys, xs, mask).float())
+                        out["pointing_tol"].append(hits_at(ys, xs, mask, tolerance_px).float())
+                        out["energy"].append(energy_at_grid(low, mask, adjoints))
+    order = [la for la in (names or layers) if la in layers]
+    return Scoreboard(
+        layers=order, methods=list(methods), grids=grids,
+        scores={k: {m: torch.cat(v) for m, v in d.items()} for k, d in per.items()},
+        ceilings={la: {m: torch.cat(v) for m, v in d.items()} for la, d in ceilings.items()},
+        baselines={k: torch.cat(v) for k, v in baselines.items()},
+        image_index=torch.tensor(image_index), target_class=torch.tensor(target_class),
+        tolerance_px=tolerance_px, n_boot=n_boot, seed=seed)

@@ -1,0 +1,106 @@
+"""Truncated ResNets: names kept, heads checked, probes trained, shipped files reloaded."""
+
+import pytest
+import torch
+
+from gradcam_edu import weights
+from gradcam_edu.capture import capture
+from gradcam_edu.models import resnet18_narrow
+from gradcam_edu.truncate import (
+    TruncatedResNet,
+    cut_points,
+    load_truncated,
+    train_probe,
+    truncate,
+    variant_accuracy,
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return resnet18_narrow().eval()
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def test_cut_after_layer4_is_the_full_model(model, x):
+    cut = truncate(model, "layer4")
+    with torch.no_grad():
+        assert torch.allclose(cut(x), model(x), atol=1e-6)
+    assert set(cut.state_dict()) == set(model.state_dict())
+
+
+def test_names_and_shapes_are_kept(model, x):
+    cut = truncate(model, "layer4.0")
+    names = {n for n, _ in cut.named_modules()}
+    assert {"conv1", "layer3.1.conv2", "layer4.0", "layer4.0.downsample.0", "fc"} <= names
+    assert "layer4.1" not in names
+    assert set(cut.state_dict()) < set(model.state_dict())
+    with capture(cut, ["layer4.0", "layer3.1.conv2"]) as cap:
+        logits = cap.forward(x)
+        cap.backward(1)
+        assert logits.shape == (2, 6)
+        assert cap.activations["layer4.0"].shape == (2, 128, 2, 2)
+    assert truncate(model, "layer3", head="probe").cut == "layer3"
+    assert truncate(model, "layer3", head="probe").fc.in_features == 64
+    assert truncate(model, "layer2.1", head="probe", num_classes=3)(x).shape == (2, 3)
+
+
+def test_truncated_model_is_a_deep_copy(model):
+    cut = truncate(model, "layer4.0")
+    with torch.no_grad():
+        cut.conv1.weight.zero_()
+        cut.fc.weight.zero_()
+    assert model.conv1.weight.abs().sum() > 0 and model.fc.weight.abs().sum() > 0
+
+
+def test_original_head_where_channels_fit_else_a_clear_error(model):
+    assert truncate(model, "layer4.0").head == "original"
+    with pytest.raises(ValueError, match=r"128 input channels.*outputs 64.*head='probe'"):
+        truncate(model, "layer3.1")
+
+
+def test_bad_cut_names_close_matches(model):
+    with pytest.raises(ValueError, match=r"after: 'layer4\.2'.*layer4\.1"):
+        truncate(model, "layer4.2")
+    with pytest.raises(ValueError, match="block boundary"):
+        truncate(model, "layer4.1.conv2")
+    with pytest.raises(ValueError, match="head"):
+        truncate(model, "layer4.0", head="linear")
+    assert cut_points(model)[:3] == ["layer1.0", "layer1.1", "layer1"]
+
+
+def test_probe_training_reduces_the_loss_and_freezes_the_body(model):
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(64, 3, 64, 64, generator=gen)
+    labels = (torch.rand(64, 6, generator=gen) < 0.3).float()
+    cut = truncate(model, "layer3.1", head="probe")
+    body = {k: v.clone() for k, v in cut.state_dict().items() if not k.startswith("fc.")}
+    fit = train_probe(cut, (images, labels), epochs=30, seed=0)
+    assert fit.train_images == 64
+    assert fit.losses[-1] < 0.8 * fit.losses[0]
+    assert all(torch.equal(v, cut.state_dict()[k]) for k, v in body.items())
+    again = truncate(model, "layer3.1", head="probe")
+    train_probe(again, (images, labels), epochs=30, seed=0)
+    assert torch.allclose(again.fc.weight, cut.fc.weight)        # seeded
+    rows = variant_accuracy(model, (images[:16], labels[:16]), cuts=["layer4.0", "layer3.1"],
+                            probes={"layer3.1": cut})
+    assert [r["variant"] for r in rows] == ["full", "cut-layer4.0-original", "cut-layer3.1-probe"]
+
+
+def test_probe_ships_and_reloads_with_checksum(model, x, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADCAM_EDU_DATA", str(tmp_path))
+    cut = truncate(model, "layer2.1", head="probe")
+    torch.nn.init.normal_(cut.fc.weight)
+    weights.save_model(cut, "tiny-cut-layer2.1-probe", card_extra={
+        "architecture": "gradcam_edu.truncate:build_truncated",
+        "kwargs": {"base_architecture": "resnet18_narrow",
+                   "base_kwargs": {"num_classes": 6, "width": 16}, "after": "layer2.1"}})
+    loaded = load_truncated("tiny-cut-layer2.1-probe")
+    assert isinstance(loaded, TruncatedResNet) and loaded.cut == "layer2.1"
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), cut.eval()(x), atol=1e-6)

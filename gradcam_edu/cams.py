@@ -49,14 +49,19 @@ def hires_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
 
 
 def grad_cam_pp(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM++ (closed form for an exponential score, as in the paper and grad-cam)."""
-    g2 = G.pow(2)
-    g3 = g2 * G
-    sum_A = A.sum(dim=(2, 3), keepdim=True)
+    """Grad-CAM++ (closed form for an exponential score, as in the paper and grad-cam).
+
+    Computed in float64: the denominator 2 G^2 + sum(A) G^3 comes close to zero at some
+    positions, where float32 rounding alone moves the map by ~1e-4.
+    """
+    A64, G64 = A.double(), G.double()
+    g2 = G64.pow(2)
+    g3 = g2 * G64
+    sum_A = A64.sum(dim=(2, 3), keepdim=True)
     alpha = g2 / (2 * g2 + sum_A * g3 + 1e-6)
-    alpha = torch.where(G != 0, alpha, torch.zeros_like(alpha))
-    weights = (alpha * G.clamp(min=0)).sum(dim=(2, 3))
-    return _weighted_sum(weights, A)
+    alpha = torch.where(G64 != 0, alpha, torch.zeros_like(alpha))
+    weights = (alpha * G64.clamp(min=0)).sum(dim=(2, 3))
+    return _weighted_sum(weights, A64).to(A.dtype)
 
 
 def xgrad_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
@@ -99,7 +104,8 @@ def class_activation_map(A: torch.Tensor, fc_weight: torch.Tensor,
         if not isinstance(classes, int) else torch.full((n,), classes, device=A.device)
     if fc_weight.shape[1] != A.shape[1]:
         raise ValueError(f"fc_weight: has {fc_weight.shape[1]} inputs but the activations have "
-                         f"{A.shape[1]} channels; CAM needs the layer feeding the GAP + linear head")
+                         f"{A.shape[1]} channels; CAM needs the layer that feeds the GAP + "
+                         "linear head")
     return _weighted_sum(fc_weight[classes].to(A.dtype), A)
 
 

@@ -43,7 +43,7 @@ def _close_matches(name: str, choices: Sequence[str], n: int = 5) -> list[str]:
 
 
 def split_call(name: str) -> tuple[str, int | None]:
-    """``"layer4.1.relu#1"`` -> ``("layer4.1.relu", 1)``; ``"layer4.1"`` -> ``("layer4.1", None)``."""
+    """``"layer4.1.relu#1"`` -> ``("layer4.1.relu", 1)``; ``"layer4"`` -> ``("layer4", None)``."""
     if "#" not in name:
         return name, None
     base, _, k = name.rpartition("#")

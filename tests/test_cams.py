@@ -1,0 +1,132 @@
+"""The CAM family: identities that must hold, the display conventions, Score-CAM."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from gradcam_edu import cams
+from gradcam_edu.capture import capture
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.rand(3, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+
+
+def test_identity_at_last_stage_gradcam_hirescam_cam(resnet, images):
+    """At layer4's output (GAP then one linear layer) the gradient is constant over space:
+    W[c, k] / (h w). Grad-CAM, HiResCAM and CAM from the fc weights then agree."""
+    classes = [1, 5, 9]
+    with capture(resnet, ["layer4"]) as cap:
+        cap.forward(images)
+        cap.backward(classes)
+    A, G = cap.activations["layer4"], cap.gradients["layer4"]
+    hw = A.shape[-2] * A.shape[-1]
+    cam = cams.class_activation_map(A, resnet.fc.weight.detach(), classes) / hw
+    torch.testing.assert_close(cams.grad_cam(A, G), cam, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cams.hires_cam(A, G), cam, atol=1e-5, rtol=1e-5)
+    for raw in (cams.grad_cam(A, G), cams.hires_cam(A, G), cam):
+        torch.testing.assert_close(cams.finalize(raw, (96, 96)),
+                                   cams.finalize(cam, (96, 96)), atol=1e-5, rtol=0)
+
+
+def test_gradcam_and_hirescam_differ_inside_a_block(resnet, images):
+    with capture(resnet, ["layer4.1.conv2"]) as cap:
+        cap.forward(images)
+        cap.backward(1)
+    A, G = cap.activations["layer4.1.conv2"], cap.gradients["layer4.1.conv2"]
+    assert (cams.grad_cam(A, G) - cams.hires_cam(A, G)).abs().max() > 1e-4
+
+
+def test_finalize_all_zero_map_stays_zero_not_nan():
+    raw = torch.zeros(2, 7, 7)
+    raw[1] = -torch.rand(7, 7)  # negative everywhere: ReLU makes it zero
+    out = cams.finalize(raw, (224, 224))
+    assert out.shape == (2, 224, 224)
+    assert torch.isfinite(out).all() and out.abs().max() == 0
+
+
+def test_finalize_scales_each_image_to_unit_range_and_upsamples_like_torch():
+    raw = torch.randn(3, 7, 7, generator=torch.Generator().manual_seed(0))
+    small = cams.finalize(raw)
+    assert small.shape == (3, 7, 7)
+    assert torch.allclose(small.amax(dim=(1, 2)), torch.ones(3), atol=1e-6)
+    assert small.min() >= 0
+    big = cams.finalize(raw, (224, 224))
+    expected = nn.functional.interpolate(small[:, None], size=(224, 224), mode="bilinear",
+                                         align_corners=False)[:, 0]
+    torch.testing.assert_close(big, expected)
+
+
+def test_raw_map_rejects_unknown_method():
+    A = torch.rand(1, 4, 3, 3)
+    with pytest.raises(ValueError, match=r"method: unknown method 'gradcam\+'.*gradcam\+\+"):
+        cams.raw_map("gradcam+", A, A)
+
+
+def test_eigen_cam_is_class_agnostic_and_sign_corrected():
+    A = torch.rand(2, 8, 5, 5, generator=torch.Generator().manual_seed(0))
+    raw = cams.eigen_cam(A)
+    assert raw.shape == (2, 5, 5)
+    assert (raw.amax(dim=(1, 2)) >= raw.amin(dim=(1, 2)).abs()).all()
+    torch.testing.assert_close(cams.eigen_cam(A, torch.randn_like(A)), raw)
+
+
+def test_class_activation_map_checks_channels():
+    with pytest.raises(ValueError, match="fc_weight: has 5 inputs but the activations have 4"):
+        cams.class_activation_map(torch.rand(1, 4, 2, 2), torch.rand(3, 5), 0)
+
+
+def test_explain_many_layers_and_methods(resnet, images):
+    maps = cams.explain(resnet, images, ["layer4", "layer3.1", "conv1"], target=[0, 1, 2],
+                        methods=("gradcam", "layercam", "eigencam"))
+    assert list(maps) == ["conv1", "layer3.1", "layer4"]  # forward order
+    for per_method in maps.values():
+        for m in per_method.values():
+            assert m.shape == (3, 96, 96)
+            assert m.min() >= 0 and m.max() <= 1 + 1e-6
+    with pytest.raises(ValueError, match="methods: unknown method 'gradcan'"):
+        cams.explain(resnet, images, ["layer4"], 0, methods=("gradcan",))
+
+
+class TinyGapNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+def test_score_cam_matches_a_direct_loop():
+    torch.manual_seed(0)
+    model = TinyGapNet().eval()
+    x = torch.rand(2, 3, 16, 16)
+    with capture(model, ["features"]) as cap:
+        cap.forward(x)
+    A = cap.activations["features"]
+    raw = cams.score_cam(model, x, A, target=[1, 3], batch_size=4)
+    # the definition, one channel at a time
+    for i, c in enumerate([1, 3]):
+        scores = []
+        for k in range(6):
+            m = nn.functional.interpolate(A[i:i + 1, k:k + 1], size=(16, 16),
+                                          mode="bilinear", align_corners=False)
+            m = (m - m.min()) / (m.max() - m.min() + 1e-7)
+            with torch.no_grad():
+                scores.append(model(x[i:i + 1] * m)[0, c])
+        w = torch.stack(scores).softmax(0)
+        torch.testing.assert_close(raw[i], (w[:, None, None] * A[i]).sum(0), atol=1e-5,
+                                   rtol=1e-5)
+    top = cams.score_cam(model, x, A, target=1, max_channels=3)
+    assert top.shape == (2, 16, 16)
+    with pytest.raises(ValueError, match="batch_size"):
+        cams.score_cam(model, x, A, target=1, batch_size=0)

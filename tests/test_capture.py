@@ -1,0 +1,261 @@
+"""The one-pass capture: what it records, what it leaves behind, how it fails."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from gradcam_edu.capture import capturable_layers, capture
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               for m in model.modules())
+
+
+def test_many_layers_one_forward_one_backward(resnet, images):
+    layers = ["layer4.1.conv2", "layer4.1", "conv1", "layer3.0.downsample"]
+    calls = {"forward": 0}
+    handle = resnet.register_forward_hook(lambda *a: calls.__setitem__("forward",
+                                                                        calls["forward"] + 1))
+    try:
+        with capture(resnet, layers) as cap:
+            cap.forward(images)
+            cap.backward([1, 2, 3])
+            for name in layers:
+                assert cap.activations[name].shape == cap.gradients[name].shape
+            assert cap.activations["layer4.1"].shape == (3, 512, 2, 2)
+            assert cap.layer_names == ["conv1", "layer3.0.downsample", "layer4.1.conv2",
+                                       "layer4.1"]
+            cap.backward(5)  # another class: one more backward, no forward
+            cap.backward([0, 0, 9])
+    finally:
+        handle.remove()
+    assert calls["forward"] == 1
+
+
+def test_gradients_match_plain_autograd(resnet, images):
+    """The captured gradient is d score / d activation, checked by a forward from the layer."""
+    with capture(resnet, ["layer4.1"]) as cap:
+        cap.forward(images)
+        cap.backward([1, 2, 3])
+        A, G = cap.activations["layer4.1"].detach(), cap.gradients["layer4.1"]
+    A = A.clone().requires_grad_(True)
+    logits = resnet.fc(torch.flatten(resnet.avgpool(A), 1))
+    score = logits[torch.arange(3), torch.tensor([1, 2, 3])].sum()
+    (expected,) = torch.autograd.grad(score, A)
+    torch.testing.assert_close(G, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_per_image_targets_are_independent(resnet, images):
+    with capture(resnet, ["layer3"]) as cap:
+        cap.forward(images)
+        cap.backward([4, 7, 2])
+        batch = cap.gradients["layer3"]
+    with capture(resnet, ["layer3"]) as cap:
+        cap.forward(images[1:2])
+        cap.backward(7)
+        single = cap.gradients["layer3"]
+    torch.testing.assert_close(batch[1:2], single, rtol=1e-4, atol=1e-6)
+
+
+def test_several_classes_reuse_one_forward(resnet, images):
+    with capture(resnet, ["layer4"]) as cap:
+        cap.forward(images)
+        g = {c: cap.backward(c) is not None and cap.gradients["layer4"] for c in (0, 1)}
+    with capture(resnet, ["layer4"]) as cap:
+        cap.forward(images)
+        cap.backward(1)
+        torch.testing.assert_close(g[1], cap.gradients["layer4"])
+    assert not torch.allclose(g[0], g[1])
+
+
+def test_callable_target(resnet, images):
+    with capture(resnet, ["layer4"]) as cap:
+        logits = cap.forward(images)
+        scores = cap.backward(lambda out: out[:, 3] - out[:, 4])
+    torch.testing.assert_close(scores, (logits[:, 3] - logits[:, 4]).detach())
+
+
+def test_inplace_relu_does_not_corrupt_bn1(resnet, images):
+    """bn1's output is overwritten by the block's in-place ReLU; the capture keeps the
+    pre-ReLU values, negatives included, and its gradient is for those same values."""
+    with capture(resnet, ["layer4.1.bn1", "layer4.1.relu#0"]) as cap:
+        cap.forward(images)
+        cap.backward(1)
+        pre, post = cap.activations["layer4.1.bn1"], cap.activations["layer4.1.relu#0"]
+        assert (pre < 0).any()
+        torch.testing.assert_close(post, pre.clamp(min=0))
+        g_pre, g_post = cap.gradients["layer4.1.bn1"], cap.gradients["layer4.1.relu#0"]
+        # d/d(pre) = d/d(post) where pre > 0, zero where the ReLU cut it
+        torch.testing.assert_close(g_pre, torch.where(pre > 0, g_post, torch.zeros_like(g_post)))
+
+
+def test_block_output_not_corrupted_by_residual_add(resnet, images):
+    """`out += identity` is in place on bn2's output: bn2 must still hold bn2's output."""
+    block = resnet.layer2[1]
+    with capture(resnet, ["layer2.1.bn2", "layer2.0"]) as cap:
+        cap.forward(images)
+        bn2, block_in = cap.activations["layer2.1.bn2"], cap.activations["layer2.0"]
+    with torch.no_grad():
+        branch = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(block_in)))))
+    torch.testing.assert_close(bn2, branch)
+
+
+def test_model_not_changed_by_capture(resnet, images):
+    """The output with hooks equals the output without; the capture's clones change nothing."""
+    with torch.no_grad():
+        expected = resnet(images)
+    with capture(resnet, ["layer1.0.bn1", "layer1.0.relu#0", "layer1.0", "layer4.1.bn2"]) as cap:
+        got = cap.forward(images)
+    torch.testing.assert_close(got.detach(), expected)
+
+
+def test_reused_module_needs_a_call_index(resnet, images):
+    with capture(resnet, ["layer4.1.relu"]) as cap:
+        with pytest.raises(ValueError, match=r"ran 2 times.*'layer4.1.relu#0', 'layer4.1.relu#1'"):
+            cap.forward(images)
+    with capture(resnet, ["layer4.1.relu#2"]) as cap:
+        with pytest.raises(ValueError, match="ran 2 time"):
+            cap.forward(images)
+    assert hook_count(resnet) == 0
+
+
+def test_module_objects_accepted(resnet, images):
+    with capture(resnet, [resnet.layer4[1].conv2, resnet.conv1]) as cap:
+        cap.forward(images)
+        assert set(cap.activations) == {"layer4.1.conv2", "conv1"}
+
+
+def test_no_parameter_grad_and_flags_restored(resnet, images):
+    resnet.train()
+    resnet.layer1.requires_grad_(False)
+    before = {n: p.requires_grad for n, p in resnet.named_parameters()}
+    try:
+        with capture(resnet, ["layer1.0.conv1", "layer4"]) as cap:
+            assert not resnet.training  # eval while capturing
+            cap.forward(images)
+            cap.backward(2)
+            # frozen layers still get gradients for their activations (input requires grad)
+            assert cap.gradients["layer1.0.conv1"].abs().sum() > 0
+        assert resnet.training and all(m.training for m in resnet.modules())
+        assert {n: p.requires_grad for n, p in resnet.named_parameters()} == before
+        assert all(p.grad is None for p in resnet.parameters())
+    finally:
+        resnet.requires_grad_(True)
+        resnet.eval()
+
+
+def test_eval_false_keeps_mode(resnet, images):
+    resnet.train()
+    try:
+        with capture(resnet, ["layer4"], eval=False):
+            assert resnet.training
+    finally:
+        resnet.eval()
+
+
+class Exploding(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("boom")
+
+
+def test_hooks_removed_when_forward_or_backward_raises(resnet, images):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), Exploding())
+    with pytest.raises(RuntimeError, match="boom"):
+        with capture(model, ["0"]) as cap:
+            cap.forward(images)
+    assert hook_count(model) == 0
+
+    with pytest.raises(IndexError):
+        with capture(resnet, ["layer4", "conv1"]) as cap:
+            cap.forward(images)
+            cap.backward(10)
+    assert hook_count(resnet) == 0
+    assert all(p.grad is None for p in resnet.parameters())
+
+
+def test_graph_released_after_exit(resnet, images):
+    with capture(resnet, ["layer4"]) as cap:
+        cap.forward(images)
+        cap.backward(1)
+    assert cap.activations["layer4"].grad_fn is None
+    assert cap.logits.grad_fn is None
+    with pytest.raises(RuntimeError, match="inside the with-block"):
+        cap.backward(1)
+
+
+def test_unknown_layer_lists_close_matches(resnet):
+    with pytest.raises(ValueError, match=r"no layer named 'layer4\.1\.conv3'.*layer4\.1\.conv"):
+        capture(resnet, ["layer4.1.conv3"])
+    with pytest.raises(ValueError, match="layer4.0"):
+        capture(resnet, ["layer4.O"])
+
+
+class WithUnusedLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.unused = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3))
+
+
+def test_layer_that_never_ran(images):
+    model = WithUnusedLayer()
+    with capture(model, ["unused"]) as cap:
+        with pytest.raises(RuntimeError, match="'unused' never ran"):
+            cap.forward(images)
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (torch.rand(3, 64, 64), ValueError, r"x: expected a 4-D batch.*unsqueeze\(0\)"),
+    (torch.rand(1, 1, 64, 64), ValueError, "x: the model's first convolution expects 3"),
+    (torch.full((1, 3, 64, 64), float("nan")), ValueError, "x: the input contains NaN"),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError, "x: expected a floating-point"),
+])
+def test_bad_images(resnet, bad, error, message):
+    with capture(resnet, ["layer4"]) as cap:
+        with pytest.raises(error, match=message):
+            cap.forward(bad)
+    assert hook_count(resnet) == 0
+
+
+def test_bad_arguments(resnet, images):
+    with pytest.raises(ValueError, match="layers: the list of layers is empty"):
+        capture(resnet, [])
+    with pytest.raises(TypeError, match="model: expected a torch.nn.Module"):
+        capture(lambda x: x, ["layer4"])
+    with capture(resnet, ["layer4"]) as cap:
+        cap.forward(images)
+        with pytest.raises(IndexError, match=r"target: class index 10 is out of range.*10 "
+                                             r"classes \(0 to 9\)"):
+            cap.backward(10)
+        with pytest.raises(IndexError, match="class index -1"):
+            cap.backward(-1)
+        with pytest.raises(ValueError, match="target: got 2 classes for a batch of 3"):
+            cap.backward([1, 2])
+        with pytest.raises(TypeError, match="target"):
+            cap.backward("cat")
+
+
+def test_capturable_layers_in_forward_order(resnet, images):
+    names = capturable_layers(resnet, images)
+    assert names[:4] == ["conv1", "bn1", "relu", "maxpool"]
+    assert "layer4.1.relu#0" in names and "layer4.1.relu#1" in names
+    assert names.index("layer4.1.conv2") < names.index("layer4.1") < names.index("layer4")
+    convs = capturable_layers(resnet, images, kinds=(nn.Conv2d,))
+    assert len(convs) == 20  # 17 convs + 3 downsample convs
+    assert hook_count(resnet) == 0

@@ -293,6 +293,72 @@ def train_probe(model: TruncatedResNet, data, epochs: int = 100, lr: float = 1e-
                     fit_seconds=time.perf_counter() - t1)
 
 
+def _block_name(model: nn.Module, after: str) -> str:
+    """``"layer3"`` -> ``"layer3.1"`` (a stage is cut after its last block)."""
+    stage, _, index = after.partition(".")
+    return after if index else f"{stage}.{len(getattr(model, stage)) - 1}"
+
+
+@torch.no_grad()
+def cut_features(model: nn.Module, data, cuts: Sequence[str], batch_size: int = 64,
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Pooled features ``(N, C_cut)`` of every cut in ``cuts`` from ONE pass of the full model.
+
+    The features of cut ``c`` are what ``truncate(model, c).features(x)`` returns (the same
+    modules run on the same input), computed in eval mode without building any graph.
+    Returns ``({cut: features}, labels (N, K))``.
+    """
+    valid = cut_points(model)
+    for c in cuts:
+        if c not in valid:
+            truncate(model, c, head="probe")        # raises the error with close matches
+    wanted = {_block_name(model, c): c for c in cuts}
+    deepest = max(STAGES.index(c.split(".")[0]) for c in cuts)
+    was_training = model.training
+    model.eval()
+    feats: dict[str, list[torch.Tensor]] = {c: [] for c in cuts}
+    labels = []
+    try:
+        device = next(model.parameters()).device
+        for x, y in _batches(data, batch_size):
+            h = x.to(device)
+            for name in STEM:
+                h = getattr(model, name)(h)
+            for stage in STAGES[:deepest + 1]:
+                for i, block in enumerate(getattr(model, stage)):
+                    h = block(h)
+                    if f"{stage}.{i}" in wanted:
+                        pooled = torch.flatten(model.avgpool(h), 1).float().cpu()
+                        feats[wanted[f"{stage}.{i}"]].append(pooled)
+            labels.append(torch.as_tensor(y).float().cpu())
+    finally:
+        model.train(was_training)
+    return {c: torch.cat(v) for c, v in feats.items()}, torch.cat(labels)
+
+
+def train_probes(model: nn.Module, data, cuts: Sequence[str] = STANDARD_CUTS,
+                 epochs: int = 100, lr: float = 1e-2, seed: int = 0,
+                 weight_decay: float = 1e-4, batch_size: int = 64,
+                 ) -> dict[str, tuple[TruncatedResNet, ProbeFit]]:
+    """:func:`train_probe` for several cuts of one full model, sharing one feature pass.
+
+    Returns ``{cut: (truncated model with its trained probe, ProbeFit)}``; each probe is
+    fitted exactly as :func:`train_probe` would (same features, same seed).
+    """
+    t0 = time.perf_counter()
+    features, labels = cut_features(model, data, cuts, batch_size)
+    share = (time.perf_counter() - t0) / max(len(cuts), 1)
+    out = {}
+    for c in cuts:
+        cut = truncate(model, c, head="probe", num_classes=labels.shape[1])
+        t1 = time.perf_counter()
+        losses = fit_linear_head(cut.fc, features[c], labels, epochs=epochs, lr=lr,
+                                 weight_decay=weight_decay, seed=seed)
+        out[c] = (cut, ProbeFit(losses=losses, train_images=len(labels), feature_seconds=share,
+                                fit_seconds=time.perf_counter() - t1))
+    return out
+
+
 # ----------------------------------------------------------------------------- accuracy
 @torch.no_grad()
 def predict(model: nn.Module, data, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -320,6 +386,12 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
             "mAP": float(mean_average_precision(probs, labels.numpy()))}
 
 
+def _same_body(variant: TruncatedResNet, model: nn.Module) -> bool:
+    full = model.state_dict()
+    return all(k in full and torch.equal(v, full[k])
+               for k, v in variant.state_dict().items() if not k.startswith("fc."))
+
+
 def variant_accuracy(model: nn.Module, data, cuts: Sequence[str] = STANDARD_CUTS,
                      probes: dict[str, nn.Module] | None = None,
                      batch_size: int = 64) -> list[dict]:
@@ -327,25 +399,39 @@ def variant_accuracy(model: nn.Module, data, cuts: Sequence[str] = STANDARD_CUTS
 
     Variants: the full model; each cut in ``cuts`` with the original head where its channel
     count fits; each trained probe in ``probes`` (cut name -> truncated model, e.g. from
-    :func:`load_truncated`). Returns rows ``{"variant", "cut", "head", "exact_match", "mAP",
-    "images"}`` (scores in [0, 1], on ``data``, a held-out split).
+    :func:`load_truncated`). One pass of the full model gives the features of every cut
+    (:func:`cut_features`); a probe whose body differs from ``model``'s is run on its own.
+    Returns rows ``{"variant", "cut", "head", "exact_match", "mAP", "images"}`` (scores in
+    [0, 1], on ``data``, a held-out split).
     """
-    rows = []
-    logits, labels = predict(model, data, batch_size)
-    rows.append({"variant": "full", "cut": "layer4", "head": "original", **accuracy(logits, labels),
-                 "images": len(labels)})
+    probes = dict(probes or {})
+    shared = [c for c, v in probes.items()
+              if isinstance(v, TruncatedResNet) and _same_body(v, model)]
+    fits = []
     for after in cuts:
         try:
-            variant = truncate(model, after, head="original")
+            fits.append((after, truncate(model, after, head="original")))
         except ValueError:
             continue  # channel count does not fit the original head
-        logits, labels = predict(variant, data, batch_size)
-        rows.append({"variant": f"cut-{after}-original", "cut": after, "head": "original",
-                     **accuracy(logits, labels), "images": len(labels)})
-    for after, variant in (probes or {}).items():
-        logits, labels = predict(variant, data, batch_size)
-        rows.append({"variant": f"cut-{after}-probe", "cut": after, "head": "probe",
-                     **accuracy(logits, labels), "images": len(labels)})
+    last = f"layer4.{len(model.layer4) - 1}"
+    wanted = list(dict.fromkeys([last, *(a for a, _ in fits), *shared]))
+    features, labels = cut_features(model, data, wanted, batch_size)
+    rows = []
+
+    def add(variant, cut, head, logits):
+        rows.append({"variant": variant, "cut": cut, "head": head, **accuracy(logits, labels),
+                     "images": len(labels)})
+
+    with torch.no_grad():
+        add("full", "layer4", "original", model.fc(features[last]))
+        for after, variant in fits:
+            add(f"cut-{after}-original", after, "original", variant.fc(features[after]))
+        for after, variant in probes.items():
+            if after in shared:
+                logits = variant.fc(features[after])
+            else:
+                logits, _ = predict(variant, data, batch_size)
+            add(f"cut-{after}-probe", after, "probe", logits)
     return rows
 
 
@@ -415,6 +501,18 @@ def first_images(split: str, size: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return images[:size], labels[:size]
 
 
+def _check_same_logits(model: nn.Module, images: np.ndarray, expected: torch.Tensor) -> None:
+    """The truncated model itself must give the logits computed from shared features."""
+    from .shapes import to_tensor
+
+    with torch.no_grad():
+        got = model.eval()(to_tensor(images))
+    if not torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
+        raise RuntimeError(f"{model.cut}: the truncated model's logits differ from those of the "
+                           "shared feature pass (max difference "
+                           f"{float((got - expected).abs().max()):.2e})")
+
+
 def build_probes(cuts: Sequence[str] = STANDARD_CUTS, base: str = BASE_MODEL,
                  train_size: int = 4000, test_size: int = 2000, seed: int = 0,
                  epochs: int = 100, lr: float = 1e-2, save: bool = True) -> list[dict]:
@@ -432,10 +530,13 @@ def build_probes(cuts: Sequence[str] = STANDARD_CUTS, base: str = BASE_MODEL,
     train = first_images("train", train_size)
     test = first_images("test", test_size)
     rows = []
+    probes = train_probes(full, train, cuts, epochs=epochs, lr=lr, seed=seed)
+    test_features, labels = cut_features(full, test, cuts)
     for after in cuts:
-        model = truncate(full, after, head="probe")
-        fit = train_probe(model, train, epochs=epochs, lr=lr, seed=seed)
-        logits, labels = predict(model, test)
+        model, fit = probes[after]
+        with torch.no_grad():
+            logits = model.fc(test_features[after])
+        _check_same_logits(model, test[0][:8], logits[:8])
         scores = accuracy(logits, labels)
         extra = {
             "architecture": "gradcam_edu.truncate:build_truncated",

@@ -8,9 +8,11 @@ from gradcam_edu.capture import capture
 from gradcam_edu.models import resnet18_narrow
 from gradcam_edu.truncate import (
     TruncatedResNet,
+    cut_features,
     cut_points,
     load_truncated,
     train_probe,
+    train_probes,
     truncate,
     variant_accuracy,
 )
@@ -104,3 +106,19 @@ def test_probe_ships_and_reloads_with_checksum(model, x, tmp_path, monkeypatch):
     assert isinstance(loaded, TruncatedResNet) and loaded.cut == "layer2.1"
     with torch.no_grad():
         assert torch.allclose(loaded(x), cut.eval()(x), atol=1e-6)
+
+
+def test_one_feature_pass_serves_every_cut(model, x):
+    feats, labels = cut_features(model, (x, torch.zeros(2, 6)), ["layer2.1", "layer3", "layer4.0"])
+    assert labels.shape == (2, 6)
+    for c in ("layer2.1", "layer3", "layer4.0"):
+        with torch.no_grad():
+            expected = truncate(model, c, head="probe").features(x)
+        assert torch.allclose(feats[c], expected, atol=1e-6)
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(16, 3, 64, 64, generator=gen)
+    y = (torch.rand(16, 6, generator=gen) < 0.3).float()
+    shared = train_probes(model, (images, y), ["layer3.1"], epochs=5, seed=0)["layer3.1"][0]
+    alone = truncate(model, "layer3.1", head="probe")
+    train_probe(alone, (images, y), epochs=5, seed=0)
+    assert torch.allclose(shared.fc.weight, alone.fc.weight, atol=1e-6)

@@ -192,3 +192,34 @@ def zero_gradient_share(model: nn.Module, x: torch.Tensor, target: Target,
                          "zero_entries": float(zero.float().mean()),
                          "zero_positions": float(zero.all(dim=1).float().mean())})
     return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m gradcam_edu.gradflow [--images 32]``: the block table and the zero-gradient
+    shares of the shipped ``resnet18-shapes`` on held-out images, each image's first class."""
+    import argparse
+
+    from . import weights
+    from .scoreboard import shapes_sample
+    from .truncate import format_rows
+
+    parser = argparse.ArgumentParser(prog="python -m gradcam_edu.gradflow",
+                                     description=main.__doc__)
+    parser.add_argument("--model", default="resnet18-shapes")
+    parser.add_argument("--images", type=int, default=32)
+    args = parser.parse_args(argv)
+    model = weights.load_model(args.model)
+    x, _, classes = shapes_sample(args.images)
+    target = [c[0] for c in classes]
+    flows = gradient_flow(model, x, target)
+    print(f"{args.model}: gradient at each block's input, skip vs branch "
+          f"({args.images} 'test' images, target = first object's class)")
+    print(format_rows(flow_table(flows)))
+    print(f"max |g_skip + g_branch - g_in| = {max(f.reconstruction_error for f in flows):.1e}")
+    rows = zero_gradient_share(model, x, target, ["conv1", "bn1", "relu", "maxpool",
+                                                  "layer1.0.conv1", "layer4.1.conv2"])
+    print(format_rows([{**r, "grid": "x".join(map(str, r["grid"]))} for r in rows]))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,9 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+STAMP_DEV := $(VENV)/.installed-dev
+NOTEBOOKS := $(wildcard notebooks/[0-9]*.ipynb)
+# JupyterLab refuses to run as root without --allow-root (containers, CI)
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: lab test lint bench slides clean-venv
+.PHONY: lab test lint bench notebooks slides clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +24,27 @@ $(STAMP_TEST): $(STAMP_RUN)
 	$(PIP) -e '.[test]'
 	touch $@
 
+$(STAMP_DEV): $(STAMP_TEST)
+	$(PIP) -e '.[test,dev]'
+	touch $@
+
 lab: $(STAMP_RUN)
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ROOT) $(LAB_ARGS)
 
 test: $(STAMP_TEST)
-	$(BIN)/ruff check gradcam_edu tests benchmarks
+	$(BIN)/ruff check gradcam_edu tests benchmarks tools
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+ifneq ($(NOTEBOOKS),)
+	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
+		-p no:cacheprovider $(NOTEBOOKS) $(PYTEST_ARGS)
+endif
+
+# Rebuild and execute the notebooks from notebooks/src (NB=01 for one of them).
+notebooks: $(STAMP_DEV)
+	$(BIN)/python tools/build_notebooks.py $(NB)
 
 lint: $(STAMP_TEST)
-	$(BIN)/ruff check gradcam_edu tests benchmarks
+	$(BIN)/ruff check gradcam_edu tests benchmarks tools
 
 bench: $(STAMP_TEST)
 	$(BIN)/python benchmarks/bench_capture.py

@@ -12,13 +12,16 @@ For every image and every class present in it (a "pair") the map of that class i
 against that object's mask. Per batch of images there is ONE forward for all layers and one
 backward per object slot (two at most: the shapes images hold 1 or 2 objects), reused by
 every method. Scores per pair (:mod:`gradcam_edu.metrics`): pointing game strict and within
-15 px, energy pointing game; beside each layer, the resolution ceiling of its grid and the
-trivial baselines (centre, uniform). Differences between two layers are paired (same pairs)
-and bootstrapped by image (:func:`gradcam_edu.metrics.paired_bootstrap`).
+15 px, energy pointing game, and on 2-object images the target share (class discrimination:
+the map of class A should put its mass on A, not on B); beside each layer, the resolution
+ceiling of its grid and the trivial baselines (centre, uniform). Differences between two
+layers are paired (same pairs) and bootstrapped by image
+(:func:`gradcam_edu.metrics.paired_bootstrap`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,16 +34,21 @@ from .capture import capture
 from .metrics import (
     ZHANG_TOLERANCE_PX,
     baseline_scores,
+    centre_map,
     energy_at_grid,
     hits_at,
     paired_bootstrap,
     peak_location,
     resolution_ceiling,
+    target_share,
+    uniform_map,
     upsample_adjoint,
 )
 
-METRICS = ("pointing", "pointing_tol", "energy")
-"""Per-pair scores: strict pointing hit, hit within the tolerance, energy share (all in [0, 1])."""
+METRICS = ("pointing", "pointing_tol", "energy", "target_share")
+"""Per-pair scores in [0, 1]: strict pointing hit, hit within the tolerance, energy share, and
+on 2-object images the class discrimination (mass on the target / on both objects; NaN for
+pairs from 1-object images)."""
 BASELINE = "(baseline)"
 
 
@@ -60,9 +68,10 @@ def shapes_sample(n: int, split: str = "test", seed: int = 0, start: int = 0,
 class Scoreboard:
     """Per-pair scores of a scoreboard run.
 
-    ``scores[(layer, method)][metric]``: ``(P,)`` float over the P (image, class) pairs;
-    ``ceilings[layer][metric]`` the resolution ceiling of the layer's grid; ``baselines``:
-    ``centre_pointing``, ``centre_pointing_tol``, ``centre_energy``, ``uniform_energy``;
+    ``scores[(layer, method)][metric]``: ``(P,)`` float over the P (image, class) pairs
+    (metrics: :data:`METRICS`); ``ceilings[layer][metric]`` the resolution ceiling of the
+    layer's grid; ``baselines``: ``centre_pointing``, ``centre_pointing_tol``,
+    ``centre_energy``, ``uniform_energy``, ``centre_target_share``, ``uniform_target_share``;
     ``image_index`` / ``target_class`` ``(P,)``: where each pair comes from.
     """
 
@@ -80,9 +89,13 @@ class Scoreboard:
     _rows: list[dict] | None = field(default=None, repr=False)
 
     def mean_ci(self, scores: torch.Tensor) -> tuple[float, float, float]:
-        """Mean of per-pair ``scores`` and its 95% bootstrap interval (resampling images)."""
-        return paired_bootstrap(scores, torch.zeros_like(scores), self.n_boot, self.seed,
-                                groups=self.image_index)
+        """Mean of per-pair ``scores`` and its 95% bootstrap interval (resampling images);
+        NaN scores (target share on 1-object images) are left out."""
+        keep = ~torch.isnan(scores)
+        if not keep.any():
+            return math.nan, math.nan, math.nan
+        return paired_bootstrap(scores[keep], torch.zeros_like(scores[keep]), self.n_boot,
+                                self.seed, groups=self.image_index[keep])
 
     @property
     def rows(self) -> list[dict]:
@@ -99,17 +112,17 @@ class Scoreboard:
                        "grid": "x".join(map(str, self.grids[layer])),
                        "pairs": len(self.image_index),
                        "pointing": float(s["pointing"].mean())}
-                for metric in ("pointing_tol", "energy"):
+                for metric in ("pointing_tol", "energy", "target_share"):
                     mean, lo, hi = self.mean_ci(s[metric])
                     row.update({metric: mean, f"{metric}_lo": lo, f"{metric}_hi": hi})
                 rows.append({**row, **ceiling})
         b = self.baselines
-        for method, point, point_tol, energy in (
-                ("centre", "centre_pointing", "centre_pointing_tol", "centre_energy"),
-                ("uniform", "centre_pointing", "centre_pointing_tol", "uniform_energy")):
+        for method in ("centre", "uniform"):
             row = {"layer": BASELINE, "method": method, "grid": "-",
-                   "pairs": len(self.image_index), "pointing": float(b[point].mean())}
-            for metric, key in (("pointing_tol", point_tol), ("energy", energy)):
+                   "pairs": len(self.image_index), "pointing": float(b["centre_pointing"].mean())}
+            for metric, key in (("pointing_tol", "centre_pointing_tol"),
+                                ("energy", f"{method}_energy"),
+                                ("target_share", f"{method}_target_share")):
                 mean, lo, hi = self.mean_ci(b[key])
                 row.update({metric: mean, f"{metric}_lo": lo, f"{metric}_hi": hi})
             rows.append(row)
@@ -123,17 +136,19 @@ class Scoreboard:
 
         head = (f"{'layer':<18}{'method':<11}{'grid':>7}  {'point':>5}  "
                 f"{'point@' + str(self.tolerance_px) + 'px':<19}{'energy':<19}"
-                f"{'ceiling point/@tol/energy':>26}")
+                f"{'target share':<19}{'ceiling point/@tol/energy':>26}")
         lines = [head]
         for r in self.rows:
             ceiling = (f"{r['ceiling_pointing']:.2f} / {r['ceiling_pointing_tol']:.2f} / "
                        f"{r['ceiling_energy']:.2f}" if "ceiling_energy" in r else "")
             lines.append(f"{r['layer']:<18}{r['method']:<11}{r['grid']:>7}  "
                          f"{r['pointing']:>5.2f}  {ci(r, 'pointing_tol'):<19}"
-                         f"{ci(r, 'energy'):<19}{ceiling:>26}")
+                         f"{ci(r, 'energy'):<19}{ci(r, 'target_share'):<19}{ceiling:>26}")
+        two = int((~torch.isnan(self.baselines["uniform_target_share"])).sum())
         lines.append(f"{len(self.image_index)} (image, class) pairs from "
-                     f"{len(torch.unique(self.image_index))} images; 95% intervals: bootstrap "
-                     f"over images, {self.n_boot} resamples, seed {self.seed}")
+                     f"{len(torch.unique(self.image_index))} images ({two} pairs on 2-object "
+                     f"images: target share); 95% intervals: bootstrap over images, "
+                     f"{self.n_boot} resamples, seed {self.seed}")
         return "\n".join(lines)
 
     def compare(self, a: tuple[str, str] | str, b: tuple[str, str] | str,
@@ -148,9 +163,10 @@ class Scoreboard:
         if metric not in METRICS:
             raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
         sa, sb = self._pick(a, metric), self._pick(b, metric)
-        diff, lo, hi = paired_bootstrap(sa, sb, n_boot or self.n_boot,
+        keep = ~(torch.isnan(sa) | torch.isnan(sb))       # target share: 2-object images
+        diff, lo, hi = paired_bootstrap(sa[keep], sb[keep], n_boot or self.n_boot,
                                         self.seed if seed is None else seed,
-                                        groups=self.image_index)
+                                        groups=self.image_index[keep])
         return {"a": a, "b": b, "metric": metric, "difference": diff, "low": lo, "high": hi}
 
     def _pick(self, key: tuple[str, str] | str, metric: str) -> torch.Tensor:
@@ -159,7 +175,8 @@ class Scoreboard:
         layer, method = key
         if layer == BASELINE:
             base = {"pointing": "centre_pointing", "pointing_tol": "centre_pointing_tol",
-                    "energy": f"{method}_energy"}[metric]
+                    "energy": f"{method}_energy",
+                    "target_share": f"{method}_target_share"}[metric]
             if base not in self.baselines:
                 raise ValueError(f"b: unknown baseline {method!r}; use 'centre' or 'uniform'")
             return self.baselines[base]
@@ -167,6 +184,29 @@ class Scoreboard:
             raise ValueError(f"a/b: no scores for {key!r}; layers {self.layers}, methods "
                              f"{self.methods}")
         return self.scores[key][metric]
+
+
+def _target_share_at_grid(low: torch.Tensor, target_adjoint: torch.Tensor,
+                          other_adjoint: torch.Tensor, two: torch.Tensor) -> torch.Tensor:
+    """:func:`gradcam_edu.metrics.target_share` of the upsampled map, at the grid; NaN where
+    the image has one object."""
+    pos = low.clamp(min=0).float()
+    on_target = (pos * target_adjoint).sum(dim=(1, 2))
+    on_other = (pos * other_adjoint).sum(dim=(1, 2))
+    both = on_target + on_other
+    share = torch.where(both > 0, on_target / both.clamp(min=1e-30), torch.full_like(both, 0.5))
+    return torch.where(two, share.clamp(0, 1), torch.full_like(share, math.nan))
+
+
+def _baselines(mask: torch.Tensor, other: torch.Tensor, two: torch.Tensor,
+               tolerance_px: int) -> dict[str, torch.Tensor]:
+    out = baseline_scores(mask, tolerance_px)
+    n, h, w = mask.shape
+    nan = torch.full((n,), math.nan)
+    for name, fn in (("centre", centre_map), ("uniform", uniform_map)):
+        maps = fn(h, w).expand(n, h, w)
+        out[f"{name}_target_share"] = torch.where(two, target_share(maps, mask, other), nan)
+    return out
 
 
 def _check_inputs(images, masks, classes) -> None:
@@ -229,20 +269,26 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
 
                 cap.backward(target)
                 mask = torch.stack([masks[i][slot] for i in rows])
+                # the other object of a 2-object image (empty mask on 1-object images)
+                other = torch.stack([masks[i][1 - slot] if len(classes[i]) == 2
+                                     else torch.zeros_like(masks[i][0]) for i in rows])
+                two = torch.tensor([len(classes[i]) == 2 for i in rows])
                 image_index += rows
                 target_class += [classes[i][slot] for i in rows]
-                for k, v in baseline_scores(mask, tolerance_px).items():
+                for k, v in _baselines(mask, other, two, tolerance_px).items():
                     baselines.setdefault(k, []).append(v)
-                by_grid: dict[tuple[int, int], tuple] = {}   # ceiling, U^T mask, U^T 1
+                by_grid: dict[tuple[int, int], tuple] = {}   # ceiling, U^T mask/other/ones
                 for layer in layers:
                     A = cap.activations[layer].detach()[local]
                     G = cap.gradients[layer][local]
                     grid = grids[layer] = tuple(A.shape[-2:])
                     if grid not in by_grid:
-                        by_grid[grid] = (resolution_ceiling(mask, grid, tolerance_px),
-                                         (upsample_adjoint(mask.float(), grid), upsample_adjoint(
-                                             torch.ones_like(mask, dtype=torch.float32), grid)))
-                    ceiling, adjoints = by_grid[grid]
+                        by_grid[grid] = (
+                            resolution_ceiling(mask, grid, tolerance_px),
+                            (upsample_adjoint(mask.float(), grid), upsample_adjoint(
+                                torch.ones_like(mask, dtype=torch.float32), grid)),
+                            upsample_adjoint(other.float(), grid))
+                    ceiling, adjoints, other_adjoint = by_grid[grid]
                     for k, v in ceiling.items():
                         ceilings.setdefault(layer, {}).setdefault(k, []).append(v)
                     for method in methods:
@@ -252,6 +298,8 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
                         out["pointing"].append(hits_at(ys, xs, mask).float())
                         out["pointing_tol"].append(hits_at(ys, xs, mask, tolerance_px).float())
                         out["energy"].append(energy_at_grid(low, mask, adjoints))
+                        out["target_share"].append(
+                            _target_share_at_grid(low, adjoints[0], other_adjoint, two))
     order = [la for la in (names or layers) if la in layers]
     return Scoreboard(
         layers=order, methods=list(methods), grids=grids,

@@ -218,4 +218,11 @@ def test_scoreboard_rows_and_compare(model):
         energy_pointing_game(maps, masks[2:3]).item(), abs=1e-5)
     cmp = board.compare(("layer4", "gradcam"), ("(baseline)", "uniform"), "energy")
     assert cmp["low"] <= cmp["difference"] <= cmp["high"]
+    # class discrimination only on the 2-object image (pairs 1 and 2), as metrics.target_share
+    share = board.scores[("layer4", "gradcam")]["target_share"]
+    assert torch.isnan(share[[0, 3]]).all() and not torch.isnan(share[[1, 2]]).any()
+    assert share[2].item() == pytest.approx(
+        target_share(maps, masks[2:3], masks[1:2]).item(), abs=1e-5)
+    assert board.compare("layer4", "conv1", "target_share")["difference"] == pytest.approx(
+        float((share - board.scores[("conv1", "gradcam")]["target_share"]).nanmean()))
     assert "layer3.1.conv2" in board.to_text()

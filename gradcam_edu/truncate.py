@@ -5,7 +5,7 @@ is one call, and the alternative the course compares it with, a retrained linear
 ("probe") on the frozen features of the cut::
 
     cut = truncate(model, after="layer4.0")                  # stem .. layer4.0 + original fc
-    cut = truncate(model, after="layer3.1", head="probe")    # new Linear(256 -> 6) head
+    cut = truncate(model, after="layer3.1", head="probe")    # new Linear(C -> 6) head
     fit = train_probe(cut, ShapesDataset("train", 4000))     # trains the head only
 
 The truncated model keeps the original module names (``conv1``, ``layer1`` .. the last kept
@@ -170,8 +170,8 @@ def truncate(model: nn.Module, after: str, head: str | nn.Module = "original",
 @dataclass
 class ProbeFit:
     """What :func:`train_probe` did: ``losses`` (mean training BCE per epoch, the first entry
-    is the loss before training), the number of ``train_images`` and the wall ``seconds``
-    spent extracting features and fitting."""
+    is the loss before training), the number of ``train_images``, and the wall seconds spent
+    extracting features (``feature_seconds``) and fitting the head (``fit_seconds``)."""
 
     losses: list[float] = field(default_factory=list)
     train_images: int = 0

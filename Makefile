@@ -43,6 +43,10 @@ endif
 notebooks: $(STAMP_DEV)
 	$(BIN)/python tools/build_notebooks.py $(NB)
 
+# reveal.js slides of every notebook, for lecturers: build/slides/*.slides.html
+slides: $(STAMP_RUN)
+	$(BIN)/jupyter nbconvert --to slides --output-dir build/slides $(NOTEBOOKS)
+
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check gradcam_edu tests benchmarks tools
 

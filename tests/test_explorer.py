@@ -1,0 +1,274 @@
+"""The live explorer, driven from Python: state, displayed PNGs, and the model work each
+change costs (forwards / backwards), on a random-weight narrow ResNet at 64 x 64."""
+
+import datetime
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gradcam_edu import cams
+from gradcam_edu.explorer import Explorer, decode_image, default_layers, fit_image
+from gradcam_edu.models import plain_cnn, resnet18_narrow
+
+NAMES = ["circle", "square", "triangle", "star", "cross", "ring"]
+SIZE = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids oversubscription when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return resnet18_narrow(width=8).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.rand(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture
+def ex(model, images):
+    return Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE)
+
+
+class ForwardCounter:
+    """Counts the model's forwards with a hook of the test's own (removed on exit)."""
+
+    def __init__(self, model):
+        self.model, self.n = model, 0
+
+    def __enter__(self):
+        self.handle = self.model.register_forward_hook(self._hook)
+        return self
+
+    def _hook(self, *args):
+        self.n += 1
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(m._backward_pre_hooks) for m in model.modules())
+
+
+def png(widget) -> bytes:
+    return bytes(widget.value)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    return Image.open(io.BytesIO(data)).size
+
+
+def upload_entry(name: str, content: bytes) -> dict:
+    return {"name": name, "type": "image/png", "size": len(content),
+            "content": memoryview(content),
+            "last_modified": datetime.datetime.now(datetime.UTC)}
+
+
+# ----------------------------------------------------------------------------- defaults
+def test_defaults_layers_methods_class(ex, model, images):
+    assert ex.layers == default_layers(model, images[:1])
+    assert ex.layers[0] == "conv1" and ex.layers[-1] == "layer4"
+    assert "layer4.1.conv2" in ex.layers and "layer4.1" in ex.layers
+    assert "layer2.0.downsample.0" in ex.layers and "layer2.0.downsample" not in ex.layers
+    assert not any(".bn" in n or "relu" in n for n in ex.layers)
+    assert ex.methods == list(cams.GRADIENT_METHODS)
+    s = ex.state
+    assert s == {"image": 0, "layer": "layer4", "class": s["class"], "class_name": s["class_name"],
+                 "method": "gradcam", "alpha": 0.5}
+    top = int(model(images[:1]).argmax())
+    assert s["class"] == top and s["class_name"] == NAMES[top]
+    assert ex.current_map.shape == (SIZE, SIZE)
+    assert 0.0 <= float(ex.current_map.min()) and float(ex.current_map.max()) <= 1.0
+    assert png_size(png(ex.overlay_image)) == (SIZE, SIZE)
+    assert png_size(png(ex.input_image)) == (SIZE, SIZE)
+    assert ex.counts == {"forward": 1, "backward": 1, "score_cam_forward": 0}
+
+
+def test_class_dropdown_shows_class_names(ex):
+    assert [label for label, _ in ex.class_dropdown.options] == NAMES
+    ex.class_dropdown.value = 5
+    assert ex.class_dropdown.label == "ring" and ex.state["class_name"] == "ring"
+    assert "ring" in ex.probabilities.value and "sigmoid" in ex.probabilities.value
+
+
+def test_layer_slider_label_shows_name_and_grid(ex):
+    ex.layer_slider.value = ex.layers.index("layer3.1.conv2")
+    assert "layer3.1.conv2" in ex.layer_label.value and "(4x4)" in ex.layer_label.value
+    ex.layer_slider.value = 0
+    assert "conv1" in ex.layer_label.value and "(32x32)" in ex.layer_label.value
+
+
+# ----------------------------------------------------------------------------- cheap changes
+@pytest.mark.parametrize("widget, value, key, expected", [
+    ("layer_slider", 3, "layer", "layer1.0"),
+    ("method_dropdown", "hirescam", "method", "hirescam"),
+    ("method_dropdown", "eigencam", "method", "eigencam"),
+    ("alpha_slider", 0.9, "alpha", 0.9),
+])
+def test_cheap_change_updates_without_model_work(ex, model, widget, value, key, expected):
+    # not the last layer: there (GAP + linear head) Grad-CAM and HiResCAM are equal (CAM)
+    ex.layer_slider.value = ex.layers.index("layer3.1.conv2")
+    before_png, before_map = png(ex.overlay_image), ex.current_map.clone()
+    before_counts = dict(ex.counts)
+    with ForwardCounter(model) as fwd:
+        getattr(ex, widget).value = value
+    assert ex.state[key] == expected
+    assert png(ex.overlay_image) != before_png
+    assert fwd.n == 0 and ex.counts == before_counts          # no forward, no backward
+    if key == "alpha":
+        assert torch.equal(ex.current_map, before_map)        # the map itself is unchanged
+    else:
+        assert not torch.equal(ex.current_map, before_map)
+
+
+def test_map_equals_one_shot_explain(ex, images):
+    for layer, method in [("layer4.1.conv2", "gradcam"), ("layer2.0", "layercam"),
+                          ("conv1", "gradcam++")]:
+        ex.set(layer=layer, method=method, target="star")
+        expected = cams.explain(ex.model, images[:1], [layer], 3, methods=[method])
+        torch.testing.assert_close(ex.current_map, expected[layer][method][0],
+                                   atol=1e-5, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- class, image
+def test_class_change_one_backward_no_forward_then_cached(ex, model):
+    start = ex.state["class"]
+    other = (start + 1) % len(NAMES)
+    before_png, before_map = png(ex.overlay_image), ex.current_map.clone()
+    with ForwardCounter(model) as fwd:
+        ex.class_dropdown.value = other
+        assert ex.counts["backward"] == 2 and ex.counts["forward"] == 1
+        assert not torch.equal(ex.current_map, before_map)
+        assert png(ex.overlay_image) != before_png
+        assert ex.state["class"] == other and ex.top_class.value is False  # chosen by hand
+        ex.class_dropdown.value = start        # back: cached gradients, no backward at all
+        assert ex.counts["backward"] == 2
+        torch.testing.assert_close(ex.current_map, before_map)
+    assert fwd.n == 0
+
+
+def test_new_image_one_forward(ex, model):
+    before_png = png(ex.input_image)
+    before = dict(ex.counts)
+    with ForwardCounter(model) as fwd:
+        ex.image_slider.value = 2
+    assert fwd.n == 1 and ex.counts["forward"] == before["forward"] + 1
+    assert ex.counts["backward"] <= before["backward"] + 1
+    assert ex.state["image"] == 2 and png(ex.input_image) != before_png
+    assert ex.state["class"] == int(ex._logits.detach()[0].argmax())  # follows the top class
+
+
+def test_hand_chosen_class_kept_across_images(ex):
+    ex.class_dropdown.value = 4
+    ex.image_slider.value = 1
+    assert ex.state["class"] == 4
+    ex.top_class.value = True
+    assert ex.state["class"] == int(ex._logits.detach()[0].argmax())
+
+
+def test_no_hook_left_and_mode_restored_after_many_updates(model, images):
+    model.train()
+    try:
+        ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE)
+        assert hook_count(model) == 0
+        for k in range(30):
+            ex.set(image=k % 3, layer=k % len(ex.layers), target=k % 6,
+                   method=ex.methods[k % len(ex.methods)], alpha=(k % 10) / 10)
+            assert hook_count(model) == 0
+        assert all(m.training for m in model.modules())
+        # the gradient cache stays within its bound (at least the current entry is kept)
+        small = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE, cache_mb=0)
+        for c in range(6):
+            small.class_dropdown.value = c
+        assert len(small._grad_cache) == 1
+    finally:
+        model.eval()
+    assert hook_count(model) == 0
+
+
+# ----------------------------------------------------------------------------- uploads
+def test_upload_png_appends_and_shows_it(ex):
+    pic = np.zeros((90, 120, 3), dtype=np.uint8)
+    pic[:, :60] = (255, 0, 0)
+    buf = io.BytesIO()
+    Image.fromarray(pic).save(buf, format="PNG")
+    before = dict(ex.counts)
+    ex.upload.value = (upload_entry("mine.png", buf.getvalue()),)
+    assert ex.state["image"] == 3 and ex.image_slider.max == 3
+    assert ex.counts["forward"] == before["forward"] + 1
+    assert "mine.png" in ex.message.value and "mine.png" in ex.input_caption.value
+    shown = np.asarray(Image.open(io.BytesIO(png(ex.input_image))))
+    assert shown.shape == (SIZE, SIZE, 3)
+    assert shown[SIZE // 2, 2, 0] > 200 and shown[SIZE // 2, -3, 0] < 50   # centre crop
+    assert ex.upload.value == ()
+
+
+def test_upload_garbage_gives_message_not_exception(ex):
+    before = dict(ex.counts), ex.state
+    ex.upload.value = (upload_entry("notes.png", b"this is not an image at all"),)
+    assert "notes.png" in ex.message.value and "not a readable image" in ex.message.value
+    assert (dict(ex.counts), ex.state) == before
+    ex.upload.value = (upload_entry("empty.png", b""),)
+    assert "empty" in ex.message.value
+
+
+def test_decode_and_fit_image():
+    with pytest.raises(ValueError, match="not a readable image"):
+        decode_image(b"\x89PNG garbage", 32)
+    x = fit_image(Image.new("L", (50, 20), 128), 16)
+    assert x.shape == (3, 16, 16) and abs(float(x.mean()) - 128 / 255) < 1e-6
+
+
+# ----------------------------------------------------------------------------- other inputs
+def test_pil_list_plain_cnn_and_softmax():
+    torch.manual_seed(0)
+    net = plain_cnn(num_classes=6, widths=(4, 8, 8, 8)).eval()
+    pics = [Image.new("RGB", (80, 60), c) for c in ("red", "blue")]
+    ex = Explorer(net, pics, NAMES, image_size=SIZE, display_size=SIZE, probabilities="softmax")
+    assert ex.layers[:2] == ["features.block1.conv", "features.block1"]
+    assert ex.layers[-1] == "features"
+    assert "softmax" in ex.probabilities.value
+    ex.image_slider.value = 1
+    assert ex.state["image"] == 1
+
+
+def test_shapes_dataset_and_display_bundle(model):
+    from gradcam_edu.shapes import ShapesDataset
+
+    ds = ShapesDataset("test", 2, cache=False)
+    ex = Explorer(model, ds, NAMES, image_size=SIZE, layers=["layer3", "layer4"],
+                  methods=["gradcam", "hirescam"], layer="layer3", target="ring")
+    assert ex.state["layer"] == "layer3" and ex.state["class_name"] == "ring"
+    assert png_size(png(ex.overlay_image)) == (224, 224)          # display_size >= 224
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    with pytest.raises(ValueError, match="unknown class 'rings'"):
+        ex.set(target="rings")
+
+
+def test_score_cam_lazy_and_cached(model, images):
+    ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE,
+                  layers=["layer4"], methods=["gradcam", "scorecam"])
+    assert ex.counts["score_cam_forward"] == 0
+    with ForwardCounter(model) as fwd:
+        ex.method_dropdown.value = "scorecam"
+        batches = ex.counts["score_cam_forward"]
+        assert batches == 2 and fwd.n == batches                 # 64 channels / 32 per batch
+        ex.method_dropdown.value = "gradcam"
+        ex.method_dropdown.value = "scorecam"                    # cached: no new forward
+        assert fwd.n == batches
+    assert "Score-CAM" in ex.message.value

@@ -1,0 +1,548 @@
+"""Real-browser tests: JupyterLab driven in Debian's headless Chromium through playwright.
+
+* ``test_explorer_in_browser`` runs a small generated notebook that shows
+  :class:`gradcam_edu.explorer.Explorer`, then moves its layer slider, changes the class, the
+  method and the opacity the way a learner does (keyboard and select elements), and after each
+  change checks that the displayed map (the bytes behind the overlay ``<img>``) changed and that
+  no error output appeared.
+* ``test_notebook_renders`` opens every course notebook ``notebooks/[0-9]*.ipynb`` without
+  running it: every cell is there, every stored output is displayed (images decode, widgets
+  render from their saved state), and no error is shown.
+
+Screenshots of each checked state go to ``artifacts/browser/``. The browser is
+``/usr/bin/chromium`` (Debian package ``chromium``); playwright never downloads one. Without it
+(or without playwright) the tests skip, except under CI (``CI=true``) where they fail.
+JupyterLab runs on 127.0.0.1 with a token and throw-away config, runtime, data and settings
+folders; the browser may reach nothing but that server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+ARTIFACTS = ROOT / "artifacts" / "browser"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", "--no-proxy-server"]
+EXPLORER_NB = "explorer_check.ipynb"
+SERVER_START_S = 90  # JupyterLab answering /api/status
+RUN_ALL_S = 180  # the explorer notebook: kernel start, imports, first map
+CHANGE_S = 60  # one widget change until the new map is displayed
+RENDER_S = 60  # one course notebook until its cells and outputs are displayed
+
+# Text that means an output failed, in any notebook (stderr alone is not an error: tqdm
+# writes its progress bars there).
+RENDER_ERRORS = re.compile(r"Traceback|Error displaying widget|Javascript Error|"
+                           r"No renderer could be found|Error rendering|Failed to load model")
+
+
+def _unavailable(reason: str) -> None:
+    """Skip on a user's machine; fail under CI, where the browser test must run."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true, where the browser test must run (.ci/run installs "
+                    "Debian's chromium; playwright comes with `pip install -e .[test]`)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+def _check_browser_available() -> None:
+    if not CHROMIUM.is_file() or not os.access(CHROMIUM, os.X_OK):
+        _unavailable(f"no headless browser at {CHROMIUM} (Debian: apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("the playwright package is missing (pip install -e '.[test]')")
+
+
+# ----------------------------------------------------------------------------- the notebooks
+def _code(source: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_code_cell(source.strip())
+
+
+#: The explorer notebook's cells. CSS classes are added to the explorer's widgets so that the
+#: test finds them whatever the explorer's layout.
+EXPLORER_CELLS = [
+    """
+import torch
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+from gradcam_edu import models, weights
+from gradcam_edu.explorer import Explorer
+from gradcam_edu.shapes import CLASS_NAMES, render
+
+if "resnet18-shapes" in weights.available_models():
+    model, source = weights.load_model("resnet18-shapes"), "shipped resnet18-shapes"
+else:  # a fresh clone without shipped weights: seeded random weights still give maps
+    model, source = models.resnet18_narrow().eval(), "resnet18_narrow, seeded random weights"
+samples = [render(0, "test", i) for i in range(3)]
+print("model:", source)
+""",
+    """
+ex = Explorer(model, [s.image for s in samples], CLASS_NAMES)
+opacity = getattr(ex, "alpha_slider", None) or getattr(ex, "opacity_slider")
+for widget, name in [(ex.layer_slider, "gce-layer"), (ex.class_dropdown, "gce-class"),
+                     (ex.method_dropdown, "gce-method"), (ex.overlay_image, "gce-overlay"),
+                     (opacity, "gce-opacity")]:
+    widget.add_class(name)
+ex
+""",
+]
+
+
+def write_explorer_notebook(path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# Explorer check (generated by the test)")]
+    nb.cells += [_code(src) for src in EXPLORER_CELLS]
+    nbformat.write(nb, path)
+
+
+# ----------------------------------------------------------------------------- the server
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    """A JupyterLab server on 127.0.0.1 serving ``root``; REST helpers with the token."""
+
+    def __init__(self, root: Path, base: Path):
+        self.root = root
+        self.port = _free_port()
+        self.token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = base / "lab.log"
+        # urllib must not send 127.0.0.1 through a proxy from the environment
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        settings = base / "settings"
+        self._write_settings(settings)
+        env = dict(os.environ)
+        env.update(JUPYTER_CONFIG_DIR=str(base / "config"),
+                   JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+                   # the venv's share/jupyter (kernels, widgets' labextension) stays on the
+                   # path: it is sys.prefix's, not the user data dir's
+                   JUPYTER_DATA_DIR=str(base / "data"),
+                   JUPYTERLAB_SETTINGS_DIR=str(settings),
+                   JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
+                   IPYTHONDIR=str(base / "ipython"),
+                   MPLBACKEND="module://matplotlib_inline.backend_inline",
+                   PYTHONUNBUFFERED="1")
+        env.pop("JUPYTER_PATH", None)
+        env.pop("JUPYTER_CONFIG_PATH", None)
+        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
+               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
+               "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
+               f"--ServerApp.root_dir={root}",
+               "--LabApp.news_url=None",
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               # a safety net should this process die without stopping the server
+               "--ServerApp.shutdown_no_activity_timeout=900"]
+        if os.geteuid() == 0:
+            cmd.append("--allow-root")  # JupyterLab refuses to run as root without it
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    @staticmethod
+    def _write_settings(folder: Path) -> None:
+        """User settings: no news or update checks (no request leaves 127.0.0.1), and every
+        cell attached to the DOM (no windowing), so that the test sees them all."""
+        settings = {
+            "@jupyterlab/apputils-extension/notification":
+                {"fetchNews": "false", "checkForUpdates": False},
+            "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+        }
+        for plugin, values in settings.items():
+            path = folder / f"{plugin}.jupyterlab-settings"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values))
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def api(self, path: str, method: str = "GET", timeout: float = 10) -> object:
+        req = urllib.request.Request(f"{self.url}{path}", method=method,
+                                     headers={"Authorization": f"token {self.token}"})
+        with self._opener.open(req, timeout=timeout) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def wait_ready(self, timeout: float = SERVER_START_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited with code {self.proc.returncode}:\n"
+                                   f"{self.log_tail()}")
+            try:
+                self.api("/api/status", timeout=2)
+                return
+            except (urllib.error.URLError, OSError, ValueError):
+                time.sleep(0.3)
+        raise TimeoutError(f"JupyterLab did not answer within {timeout} s:\n{self.log_tail()}")
+
+    def kernels_idle(self) -> bool:
+        sessions = self.api("/api/sessions")
+        return bool(sessions) and all(s["kernel"]["execution_state"] == "idle"
+                                      for s in sessions)
+
+    def stop_kernels(self) -> None:
+        for s in self.api("/api/sessions"):
+            self.api(f"/api/sessions/{s['id']}", method="DELETE", timeout=20)
+
+    def stop(self) -> None:
+        """Stop the server and everything it started (kernels run in sessions of their own,
+        so the process tree is collected before the server goes)."""
+        import psutil
+
+        try:
+            tree = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            tree = []
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(tree, timeout=10)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    _check_browser_available()
+    base = tmp_path_factory.mktemp("jupyterlab")
+    root = base / "root"
+    root.mkdir()
+    for nb in NOTEBOOKS:
+        shutil.copy2(nb, root / nb.name)
+    for extra in ("sanitize.cfg",):  # files the notebooks may read next to themselves
+        if (ROOT / "notebooks" / extra).exists():
+            shutil.copy2(ROOT / "notebooks" / extra, root / extra)
+    write_explorer_notebook(root / EXPLORER_NB)
+    server = Lab(root, base)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(lab):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                  args=CHROMIUM_ARGS, timeout=60_000)
+        except Exception as e:  # noqa: BLE001 (report the launcher's message as it is)
+            _unavailable(f"{CHROMIUM} does not start under playwright: {e}")
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, lab):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    allowed = urlsplit(lab.url).netloc
+    blocked: list[str] = []
+
+    def only_local(route):  # nothing but the JupyterLab server
+        u = urlsplit(route.request.url)
+        if u.scheme in ("http", "https", "ws", "wss") and u.netloc != allowed:
+            blocked.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", only_local)
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    console_errors: list[str] = []
+    pg.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: console_errors.append(f"page error: {e}"))
+    pg.blocked_requests = blocked
+    pg.console_errors = console_errors
+    try:
+        yield pg
+    finally:
+        context.close()
+        try:
+            lab.stop_kernels()
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+
+
+# ----------------------------------------------------------------------------- page helpers
+def _shot(page, name: str, locator=None) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    if locator is not None:
+        locator.screenshot(path=str(path), timeout=15_000)
+    else:
+        page.screenshot(path=str(path), timeout=15_000)
+    return path
+
+
+def _open(page, lab: Lab, name: str) -> None:
+    """Open a notebook of the server's root in a fresh workspace (``reset``)."""
+    page.goto(f"{lab.url}/lab/tree/{quote(name)}?reset&token={lab.token}",
+              wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=RENDER_S * 1000)
+
+
+def _wait_kernel_idle(page, lab: Lab, timeout: float, settle: float = 1.0) -> None:
+    """Wait until every kernel is idle, and stays so for ``settle`` seconds."""
+    deadline = time.monotonic() + timeout
+    idle_since = None
+    while time.monotonic() < deadline:
+        if lab.kernels_idle():
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since >= settle:
+                return
+        else:
+            idle_since = None
+        _raise_on_errors(page)
+        page.wait_for_timeout(250)
+    raise TimeoutError(f"kernel still busy after {timeout} s")
+
+
+_ERRORS_JS = """(strict) => {
+  // strict (the explorer notebook, whose outputs this test wrote): any "error" at all;
+  // otherwise (course notebooks, which may print an error message on purpose): tracebacks
+  // and failures to display an output
+  const bad = strict ? /Traceback|\\berror\\b/i : PATTERN;
+  const found = [];
+  const add = (el) => found.push(el.innerText.slice(0, 3000));
+  for (const el of document.querySelectorAll(
+      '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]')) {
+    if (bad.test(el.innerText)) add(el);
+  }
+  for (const el of document.querySelectorAll('.jp-OutputArea-output')) {
+    if (bad.test(el.innerText)) add(el);
+  }
+  return [...new Set(found)];
+}""".replace("PATTERN", "/" + RENDER_ERRORS.pattern + "/")
+
+
+def _errors_shown(page, strict: bool = True) -> list[str]:
+    return page.evaluate(_ERRORS_JS, strict)
+
+
+def _raise_on_errors(page, strict: bool = True) -> None:
+    errors = _errors_shown(page, strict)
+    assert not errors, "error output shown in the notebook:\n" + "\n---\n".join(errors)
+
+
+_IMAGE_JS = """async (img) => {
+  if (!img.complete || !img.naturalWidth || !img.src) return null;
+  try {
+    const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    return {sha256: Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join(''),
+            size: bytes.length, width: img.naturalWidth, height: img.naturalHeight};
+  } catch (e) { return null; }  // src replaced (and the old blob URL revoked) meanwhile
+}"""
+
+
+def _image_state(img) -> dict | None:
+    """Digest of the bytes behind the ``<img>`` (blob: or data: URL) and its decoded size."""
+    return img.evaluate(_IMAGE_JS)
+
+
+def _wait_image_change(page, img, before: dict, what: str, timeout: float = CHANGE_S) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _raise_on_errors(page)
+        state = _image_state(img)
+        if state is not None and state["sha256"] != before["sha256"]:
+            return state
+        page.wait_for_timeout(200)
+    raise AssertionError(f"the displayed map did not change within {timeout} s after {what}")
+
+
+def _select_other(select, prefer: tuple[str, ...] = ()) -> tuple[str, str]:
+    """Choose an option other than the selected one (the first whose label contains one of
+    ``prefer``, else the next one) the way a user does; returns (old label, new label)."""
+    options = select.evaluate(
+        "s => ({labels: Array.from(s.options, o => o.label), index: s.selectedIndex})")
+    labels, index = options["labels"], options["index"]
+    assert len(labels) >= 2, f"a dropdown with fewer than 2 options: {labels}"
+    others = [i for i in range(len(labels)) if i != index]
+    choice = others[0] if index < 0 else (index + 1) % len(labels)
+    for word in prefer:
+        hits = [i for i in others if word.lower() in labels[i].lower()]
+        if hits:
+            choice = hits[0]
+            break
+    select.select_option(index=choice)
+    return (labels[index] if index >= 0 else ""), labels[choice]
+
+
+def _move_slider(page, container, presses: int = 1) -> tuple[str, str]:
+    """Move an ipywidgets slider ``presses`` steps with the arrow keys on its handle (to the
+    left when it is at its maximum). Returns the readout before and after."""
+    handle = container.locator(".noUi-handle").first
+    readout = container.locator(".widget-readout").first
+    old = readout.inner_text().strip()
+    now = float(handle.get_attribute("aria-valuenow"))
+    top = float(handle.get_attribute("aria-valuemax"))
+    handle.focus()
+    for _ in range(presses):
+        page.keyboard.press("ArrowLeft" if now >= top else "ArrowRight")
+    deadline = time.monotonic() + 10
+    while readout.inner_text().strip() == old and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    new = readout.inner_text().strip()
+    assert new != old, f"the slider's readout stayed at {old!r} after an arrow key"
+    return old, new
+
+
+# ----------------------------------------------------------------------------- tests
+def test_explorer_in_browser(page, lab):
+    started = time.monotonic()
+    _open(page, lab, EXPLORER_NB)
+    _wait_kernel_idle(page, lab, timeout=60)  # the kernel started and is ready
+    # Run > Run All Cells, from the menu bar
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    img = page.locator("img.gce-overlay")
+    img.wait_for(state="visible", timeout=RUN_ALL_S * 1000)
+    _wait_kernel_idle(page, lab, timeout=RUN_ALL_S)
+    _raise_on_errors(page)
+    widget = page.locator(".jp-OutputArea-output", has=img).first
+    state = _image_state(img)
+    assert state is not None and state["width"] > 0, "the overlay image does not decode"
+    _shot(page, "explorer-0-initial")
+    _shot(page, "explorer-0-initial-widget", widget)
+
+    steps = [
+        # two steps: the explorer lists a stage (layer4) next to its last block (layer4.1),
+        # whose output is the same tensor, hence the same map
+        ("layer", lambda: _move_slider(page, page.locator(".gce-layer"), presses=2)),
+        ("class", lambda: _select_other(page.locator(".gce-class select"))),
+        ("method", lambda: _select_other(page.locator(".gce-method select"),
+                                         prefer=("LayerCAM", "Layer-CAM", "++", "XGrad"))),
+        ("opacity", lambda: _move_slider(page, page.locator(".gce-opacity"))),
+    ]
+    for i, (what, change) in enumerate(steps, start=1):
+        old, new = change()
+        state = _wait_image_change(page, img, state, f"changing the {what} ({old} -> {new})")
+        _wait_kernel_idle(page, lab, timeout=CHANGE_S)
+        state = _image_state(img) or state  # the settled map, for the next comparison
+        _raise_on_errors(page)
+        _shot(page, f"explorer-{i}-{what}", widget)
+    _shot(page, "explorer-5-final")
+    assert not page.blocked_requests, f"requests outside 127.0.0.1: {page.blocked_requests}"
+    print(f"explorer checked in the browser in {time.monotonic() - started:.1f} s")
+
+
+_CELLS_JS = """() => Array.from(
+  document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell'), (c) => ({
+    kind: c.classList.contains('jp-CodeCell') ? 'code'
+        : c.classList.contains('jp-MarkdownCell') ? 'markdown' : 'raw',
+    outputs: c.querySelectorAll('.jp-OutputArea-output').length,
+    rendered_markdown: c.querySelectorAll('.jp-MarkdownOutput').length,
+    images: Array.from(c.querySelectorAll('.jp-OutputArea-output img'),
+                       (i) => ({ok: i.complete && i.naturalWidth > 0, src: i.src.slice(0, 40)})),
+    math_errors: c.querySelectorAll('mjx-merror, .MathJax_Error').length,
+    errors: Array.from(c.querySelectorAll('.jp-OutputArea-output'), (o) => o.innerText)
+                 .filter((t) => PATTERN.test(t)).map((t) => t.slice(0, 2000)),
+  }))""".replace("PATTERN", "/" + RENDER_ERRORS.pattern + "/")
+
+
+def _raises_on_purpose(cell) -> bool:
+    """A cell that shows an exception on purpose (nbval's marks)."""
+    return ("raises-exception" in cell.get("metadata", {}).get("tags", [])
+            or "NBVAL_RAISES_EXCEPTION" in cell.source)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS or [None], ids=lambda p: p.name if p else "none")
+def test_notebook_renders(page, lab, notebook):
+    if notebook is None:
+        pytest.skip("no course notebooks in notebooks/ yet")
+    nb = nbformat.read(notebook, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        stored = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if stored and not _raises_on_purpose(cell):
+            pytest.fail(f"{notebook.name}, cell {i} stores an error output without the "
+                        f"'raises-exception' tag: {stored[0].get('ename')}: "
+                        f"{stored[0].get('evalue')}", pytrace=False)
+    _open(page, lab, notebook.name)
+    expected = [(c.cell_type, len(c.get("outputs", [])) > 0) for c in nb.cells]
+    deadline = time.monotonic() + RENDER_S
+    while True:  # cells attach, outputs and images load, widgets render from saved state
+        cells = page.evaluate(_CELLS_JS)
+        got = [(c["kind"], c["outputs"] > 0) for c in cells]
+        images_ok = all(i["ok"] for c in cells for i in c["images"])
+        if (got == expected and images_ok) or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(300)
+    page.wait_for_timeout(1000)  # MathJax typesets asynchronously; widgets restore
+    cells = page.evaluate(_CELLS_JS)
+    stem = notebook.stem
+    _shot(page, f"notebook-{stem}-top")
+    figures = page.locator(".jp-OutputArea-output:has(img)")
+    for k in range(min(figures.count(), 2)):
+        _shot(page, f"notebook-{stem}-figure-{k + 1}", figures.nth(k))
+    assert len(cells) == len(nb.cells), (
+        f"{notebook.name}: {len(cells)} cells displayed, {len(nb.cells)} in the file")
+    problems = []
+    for i, (cell, (kind, has_outputs)) in enumerate(zip(cells, expected, strict=True)):
+        where = f"cell {i}"
+        if cell["kind"] != kind:
+            problems.append(f"{where}: displayed as {cell['kind']}, stored as {kind}")
+        if has_outputs and not cell["outputs"]:
+            problems.append(f"{where}: its stored outputs are not displayed")
+        if kind == "markdown" and nb.cells[i].source.strip() and not cell["rendered_markdown"]:
+            problems.append(f"{where}: markdown not rendered")
+        broken = [im["src"] for im in cell["images"] if not im["ok"]]
+        if broken:
+            problems.append(f"{where}: images that do not decode: {broken}")
+        if cell["math_errors"]:
+            problems.append(f"{where}: {cell['math_errors']} LaTeX errors shown")
+        if cell["errors"] and not _raises_on_purpose(nb.cells[i]):
+            problems.append(f"{where}: error shown: {cell['errors'][0][:600]}")
+        if _raises_on_purpose(nb.cells[i]) and has_outputs and not cell["errors"]:
+            problems.append(f"{where}: its exception (shown on purpose) is not displayed")
+    assert not problems, f"{notebook.name} (see artifacts/browser/notebook-{stem}-*.png):\n" \
+        + "\n".join(problems)
+    assert not page.blocked_requests, f"requests outside 127.0.0.1: {page.blocked_requests}"

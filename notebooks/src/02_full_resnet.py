@@ -1,0 +1,452 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: all
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 02 · The full ResNet
+#
+# *Part 2 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 15 minutes.*
+#
+# Notebook 01 built Grad-CAM on a plain CNN. A ResNet adds two things: **skip connections**
+# (`out + identity`) and a **shared, in-place ReLU** inside each block. Folklore says the skips
+# "scatter" the gradient and make maps inside a block noisy, and that the first convolution
+# gives clearer maps. Here we look at what the code does, and measure.
+#
+# **After this notebook you can**
+# 1. name every tensor of a torchvision `BasicBlock`, and capture the right one (`relu#0` vs
+#    `relu#1`; why a bare hook on `bn1` sees no negative value);
+# 2. run the source post's first two examples *correctly* (`layer4.1.conv2`, `conv1`) beside
+#    the block outputs;
+# 3. explain, with a measurement, where the gradient through a skip goes, and why Grad-CAM,
+#    HiResCAM and CAM coincide at `layer4` and nowhere else;
+# 4. read a per-layer scoreboard with ceilings, baselines and a paired bootstrap interval.
+
+# %% slideshow={"slide_type": "skip"}
+import matplotlib.pyplot as plt
+import torch
+
+from gradcam_edu import cams, gradflow, viz, weights
+from gradcam_edu.capture import capture
+from gradcam_edu.scoreboard import scoreboard, shapes_sample
+from gradcam_edu.shapes import CLASS_NAMES
+
+torch.manual_seed(0)
+torch.set_num_threads(1)   # tiny model; one thread gives the same numbers on every machine
+plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 10})
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1 · The model: a ResNet-18 with torchvision's names
+#
+# `resnet18-shapes` *is* a `torchvision.models.ResNet` built from `BasicBlock`s, only
+# narrower (16 to 128 channels instead of 64 to 512), trained on the same shapes images as
+# notebook 01. Every module name (`conv1`, `layer4.1.conv2`, `fc`) is torchvision's, so
+# everything below applies to `torchvision.models.resnet18` as is.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+model = weights.load_model("resnet18-shapes")
+held = weights.model_card("resnet18-shapes")["held_out"]
+print(f"resnet18-shapes, {held['n_images']} held-out '{held['split']}' images: "
+      f"exact match {held['exact_match']:.3f}, mAP {held['mAP']:.3f}")
+images, masks, classes = shapes_sample(100, split="test")   # test images 0..99
+with torch.no_grad():
+    probs = torch.sigmoid(model(images))
+labels = torch.zeros_like(probs)
+for i, c in enumerate(classes):
+    labels[i, c] = 1
+exact = ((probs > 0.5) == labels.bool()).all(dim=1).float().mean()
+print(f"on the 100 test images of this notebook: exact match {exact:.3f}")
+print(model.layer4[1])
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 2 · Anatomy of a BasicBlock
+#
+# torchvision's `BasicBlock.forward`, in words:
+#
+# ```
+# identity = x                        # or downsample(x) when the shape changes
+# out = relu(bn1(conv1(x)))           # relu, call #0
+# out = bn2(conv2(out))               # the residual branch ends here
+# out += identity                     # in place, on bn2's output tensor
+# out = relu(out)                     # relu, call #1: the SAME module, in place
+# ```
+#
+# Two consequences for hooks: a hook on `relu` fires **twice** per forward, and the tensors
+# that `bn1` and `bn2` return are **overwritten** later in the same forward.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+x = images[:4]
+calls = []
+handle = model.layer4[1].relu.register_forward_hook(lambda m, i, o: calls.append(tuple(o.shape)))
+try:
+    with torch.no_grad():
+        model(x)
+finally:
+    handle.remove()
+print(f"layer4.1.relu ran {len(calls)} times in one forward: {calls}")
+try:
+    with capture(model, "layer4.1.relu") as cap:
+        cap.forward(x)
+except ValueError as err:
+    print("capture refuses the bare name:", err)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# `capture` names each call: `layer4.1.relu#0` (inside the branch) and `layer4.1.relu#1`
+# (after the addition). The second call's output *is* the block's output:
+
+# %% slideshow={"slide_type": "fragment"}
+# NBVAL_CHECK_OUTPUT
+names = ["layer4.1.bn1", "layer4.1.relu#0", "layer4.1.bn2", "layer4.1.relu#1", "layer4.1"]
+with capture(model, names) as cap:
+    cap.forward(x)
+    act = {n: cap.activations[n].detach() for n in names}
+print("relu#1 output == block output layer4.1:", torch.equal(act["layer4.1.relu#1"],
+                                                             act["layer4.1"]))
+for n in names:
+    print(f"{n:<17} share of negative values {float((act[n] < 0).float().mean()):.3f}")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### What a bare hook sees
+#
+# A bare forward hook that keeps `bn1`'s output without copying it keeps a *reference* to a
+# tensor that the in-place ReLU overwrites a moment later. The same happens to `bn2`'s output,
+# first by `out += identity`, then by the ReLU.
+
+# %% slideshow={"slide_type": "fragment"}
+# NBVAL_CHECK_OUTPUT
+kept = {}
+block = model.layer4[1]
+handles = [block.bn1.register_forward_hook(lambda m, i, o: kept.__setitem__("bn1", o)),
+           block.bn2.register_forward_hook(lambda m, i, o: kept.__setitem__("bn2", o))]
+try:
+    with torch.no_grad():
+        model(x)
+finally:
+    for h in handles:
+        h.remove()
+print(f"bare hook on bn1: share of negative values {float((kept['bn1'] < 0).float().mean()):.3f}"
+      f" (capture: {float((act['layer4.1.bn1'] < 0).float().mean()):.3f})")
+print("bare hook on bn2 holds the block's output instead:",
+      torch.equal(kept["bn2"], act["layer4.1"]))
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Key sentence.** In a torchvision ResNet, a hook that stores a module's output without
+# copying it can store a *later* value. `capture` keeps the module's own output and hands a
+# clone to the rest of the network, so the activation and its gradient belong to the same
+# value. (A tensor hook on the overwritten tensor would still return the gradient for the
+# *old* value: activations and gradients from different tensors, a mismatch some libraries
+# make. `register_full_backward_hook` on these modules raises an error instead.)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3 · The source post's examples, done correctly
+#
+# The post computes Grad-CAM at `layer4.1.conv2` (its example 1) and at `conv1` (example 2),
+# with a random `fc`, `.grad` on a module and no ReLU-safe normalisation. Here: the trained
+# head, `capture`, the packaged formula, on a two-object image, beside the block outputs.
+
+# %% slideshow={"slide_type": "subslide"}
+LAYERS = ["conv1", "layer1", "layer2", "layer3", "layer4.0", "layer4.1.conv2", "layer4"]
+two = [i for i in range(len(classes)) if len(classes[i]) == 2]
+right = [i for i in two if bool(((probs[i] > 0.5) == labels[i].bool()).all())]
+pick = (right or two)[0]
+ca, cb = classes[pick]
+x1 = images[pick:pick + 1]
+rows = {}
+with capture(model, LAYERS) as cap:
+    cap.forward(x1)
+    for c in (ca, cb):
+        cap.backward(target=c)
+        for name in LAYERS:
+            A = cap.activations[name].detach()
+            column = f"{name}\n{A.shape[-1]}x{A.shape[-1]}"
+            rows.setdefault(f"class: {CLASS_NAMES[c]}", {})[column] = cams.finalize(
+                cams.grad_cam(A, cap.gradients[name]), size=(224, 224))[0]
+fig = viz.plot_grid(x1[0], rows, cell_size=1.9,
+                    title=f"Grad-CAM on test image {pick}, per layer (columns) and class (rows)")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Look before measuring: `conv1` shows edges of everything (both objects, the clutter) and
+# barely changes with the class; `layer4.1.conv2` and `layer4` are coarse (7 x 7) but
+# follow the class asked for. Section 6 puts numbers on this over 100 images.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4 · Where does the gradient go?
+#
+# The post says gradients inside a block are "diluted" because they also flow through the
+# skip. Follow the gradient backwards through `layer4.1`: d score / d(block output) passes
+# the final ReLU, then reaches `out += identity`, where it is **copied** to both summands.
+# One copy goes into the branch (`bn2`, `conv2`, ...); the other goes through the skip to the
+# block's **input**. Nothing from the skip enters `conv2`'s output: from there, there is
+# exactly one path to the logit.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+target = [c[0] for c in classes[:32]]
+with capture(model, ["layer4.1.bn2", "layer4.1"]) as cap:
+    cap.forward(images[:32])
+    cap.backward(target)
+    g_bn2 = cap.gradients["layer4.1.bn2"]
+    through_relu = cap.gradients["layer4.1"] * (cap.activations["layer4.1"] > 0)
+d = (g_bn2 - through_relu).abs().max().item()
+print("d score / d bn2 == d score / d block output, masked by the final ReLU:", d < 1e-6)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# Where the skip *does* matter is at each block's input, where its gradient and the branch's
+# add up. `gradflow.gradient_flow` splits the gradient at every block's input into the two
+# parts (one forward, one backward, plus a vector-Jacobian product per block) and checks that
+# they add up to the captured gradient. `skip share` = |g_skip| / (|g_skip| + |g_branch|).
+
+# %% slideshow={"slide_type": "fragment"}
+# NBVAL_CHECK_OUTPUT
+flows = gradflow.gradient_flow(model, images[:32], target)
+print(f"{'block':<10}{'skip':<12}{'skip share':>11}{'|g_skip|':>11}{'|g_branch|':>11}"
+      f"{'cosine':>8}")
+for f in gradflow.flow_table(flows):
+    print(f"{f['block']:<10}{f['skip']:<12}{f['skip_share']:>11.2f}{f['skip_norm']:>11.4f}"
+          f"{f['branch_norm']:>11.4f}{f['cosine']:>8.2f}")
+err = max(f.reconstruction_error for f in flows)
+print("skip + branch == captured input gradient (max error < 1e-5):", err < 1e-5)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **What it means for claim (a).** The skip carries gradient *past* a block to the layers
+# before it; it does not touch the gradient at `conv2`'s output, so it cannot be what makes a
+# `layer4.1.conv2` map noisy. What is true: `conv2` holds only the block's *increment* (the
+# residual), so its map explains that increment, not the evidence already carried by the
+# identity. And the earlier a layer, the more paths its gradient sums: each block doubles
+# them, 2^8 = 256 for `conv1` (exercise 2).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 5 · Two exact facts: `layer4`, and the grid at `conv1`
+#
+# ### At `layer4`, Grad-CAM = HiResCAM = CAM
+#
+# After `layer4` come a global average pool over 7 x 7 = 49 cells and one linear layer. So
+# d score_c / d A_k(i, j) = W_ck / 49 at **every** position: the gradient is constant over
+# space, and Grad-CAM's averaging changes nothing. Grad-CAM = HiResCAM = CAM / 49.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+x16, t16 = images[:16], [c[0] for c in classes[:16]]
+with capture(model, ["layer3", "layer4"]) as cap:
+    cap.forward(x16)
+    cap.backward(t16)
+    A4, G4 = cap.activations["layer4"].detach(), cap.gradients["layer4"]
+    A3, G3 = cap.activations["layer3"].detach(), cap.gradients["layer3"]
+gc, hr = cams.grad_cam(A4, G4), cams.hires_cam(A4, G4)
+cam = cams.class_activation_map(A4, model.fc.weight.detach(), t16)
+rel = lambda a, b: ((a - b).abs().max() / b.abs().max()).item()   # noqa: E731
+print(f"layer4 raw maps, max |Grad-CAM - HiResCAM| / max |HiResCAM| < 1e-5: {rel(gc, hr) < 1e-5}")
+print(f"layer4 raw maps, max |49 Grad-CAM - CAM| / max |CAM|       < 1e-5: "
+      f"{rel(49 * gc, cam) < 1e-5}")
+shown = lambda f, A, G: cams.finalize(f(A, G), size=(224, 224))   # noqa: E731
+d4 = (shown(cams.grad_cam, A4, G4) - shown(cams.hires_cam, A4, G4)).abs().max().item()
+d3 = (shown(cams.grad_cam, A3, G3) - shown(cams.hires_cam, A3, G3)).abs().max().item()
+print(f"displayed maps, max |Grad-CAM - HiResCAM|: layer4 < 1e-5: {d4 < 1e-5}; "
+      f"layer3: {d3:.2f}")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# At `layer3` (the cell above prints the largest difference of the displayed maps) the
+# gradient varies over positions and the methods differ. **CAM's guarantee holds at one
+# layer only**: the one that feeds the pooling and the linear head.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### At `conv1`, most gradients are exactly zero
+#
+# The stem is conv1 (112 x 112), bn1, relu, then a 3 x 3 max-pool with stride 2 (56 x 56).
+# In each channel, a max-pool output passes its gradient to the one input that won, so at
+# most 56 x 56 of a channel's 112 x 112 entries (1 in 4) receive any gradient. Below: the
+# share of gradient entries that are exactly zero, per layer of the stem.
+
+# %% slideshow={"slide_type": "fragment"}
+# NBVAL_CHECK_OUTPUT
+rows = gradflow.zero_gradient_share(model, x16, t16,
+                                    ["conv1", "bn1", "relu", "maxpool", "layer1.0.conv1"])
+print(f"{'layer':<16}{'grid':>9}{'zero gradient entries':>23}")
+for r in rows:
+    print(f"{r['layer']:<16}{'x'.join(map(str, r['grid'])):>9}{r['zero_entries']:>23.3f}")
+print("conv1: at least 3 in 4 entries are zero:", rows[0]["zero_entries"] >= 0.75)
+
+# %% slideshow={"slide_type": "subslide"}
+with capture(model, "conv1") as cap:
+    cap.forward(x1)
+    cap.backward(target=ca)
+    A1, G1 = cap.activations["conv1"].detach(), cap.gradients["conv1"]
+crop = (slice(40, 72), slice(40, 72))      # a 32 x 32 window of the 112 x 112 grid
+k = int(G1.abs().sum(dim=(0, 2, 3)).argmax())   # the channel with the most gradient
+panels = [(f"|d score / d conv1|, channel {k}", G1[0, k].abs(), "magma"),
+          ("HiResCAM at conv1 (raw)", cams.hires_cam(A1, G1)[0], "RdBu_r"),
+          ("Grad-CAM at conv1 (raw)", cams.grad_cam(A1, G1)[0], "RdBu_r")]
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), layout="constrained")
+for ax, (title, m, cmap) in zip(axes, panels, strict=True):
+    m = m[crop]
+    if cmap == "RdBu_r":
+        v = m.abs().max().item()
+        im = ax.imshow(m, cmap=cmap, vmin=-v, vmax=v, extent=(40, 72, 72, 40))
+    else:
+        im = ax.imshow(m, cmap=cmap, extent=(40, 72, 72, 40))
+    ax.set_title(title)
+    ax.set_xlabel("conv1 column"), ax.set_ylabel("conv1 row")
+    fig.colorbar(im, ax=ax, shrink=0.85, label="value")
+fig.suptitle(f"The grid effect: a 32 x 32 window of conv1's 112 x 112 grid (class "
+             f"'{CLASS_NAMES[ca]}', test image {pick})")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# A channel's gradient (left) is a sparse grid of dots; different channels pick different
+# winners, so elementwise methods that sum over channels (HiResCAM, LayerCAM) come out as
+# speckle. Grad-CAM (right) averages the gradient per channel first, so its map
+# is dense: it is then ReLU of **one fixed linear combination of conv1's 7 x 7 filters**
+# applied to the image, an edge detector with class-dependent weights. Sharp, but the
+# sharpness comes from the image's edges, not from class evidence.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6 · The scoreboard: every layer, three methods, 100 images
+#
+# Same measures as in notebook 01, on the 100 test images (each object a pair): pointing
+# within 15 px, energy share with its 95% bootstrap interval over images, the grid's
+# ceiling, and the target share on two-object images.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+board = scoreboard(model, images, masks, classes, LAYERS,
+                   methods=("gradcam", "hirescam", "layercam"))
+print(f"{'layer':<15}{'method':<10}{'grid':>8}{'@15px':>7}{'energy [95% CI]':>20}"
+      f"{'ceiling':>8}{'target':>8}")
+for r in board.rows:
+    ceiling = f"{r['ceiling_energy']:.2f}" if "ceiling_energy" in r else "-"
+    print(f"{r['layer']:<15}{r['method']:<10}{r['grid']:>8}{r['pointing_tol']:>7.2f}"
+          f"{r['energy']:>8.2f} [{r['energy_lo']:.2f}, {r['energy_hi']:.2f}]"
+          f"{ceiling:>8}{r['target_share']:>8.2f}")
+print(f"{len(board.image_index)} (image, class) pairs from {len(images)} test images")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### One comparison, with its uncertainty
+#
+# Two rows' means can differ by chance. `board.compare` takes the difference **per pair**
+# (same image, same class) and bootstraps it over images: if the 95% interval excludes 0,
+# these images show a difference.
+
+# %% slideshow={"slide_type": "fragment"}
+# NBVAL_CHECK_OUTPUT
+for a, b in ((("layer4", "gradcam"), ("conv1", "gradcam")),
+             (("layer4", "gradcam"), ("layer4.1.conv2", "gradcam"))):
+    for metric in ("energy", "target_share"):
+        r = board.compare(a, b, metric=metric)
+        print(f"{a[0]} - {b[0]:<15} Grad-CAM {metric:<13} {r['difference']:+.3f} "
+              f"[{r['low']:+.3f}, {r['high']:+.3f}]")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 7 · Your turn: the explorer
+#
+# Static preview first (Grad-CAM for each image's first class at three depths); the cell
+# after it opens the live explorer. Slide through **every** conv and block of the ResNet,
+# including `layer4.1.conv1` and `layer4.1.conv2`, and compare methods at `conv1`.
+
+# %% slideshow={"slide_type": "subslide"}
+preview_layers = ["layer2", "layer3", "layer4"]
+with capture(model, preview_layers) as cap:
+    cap.forward(images[:4])
+    cap.backward(target=[c[0] for c in classes[:4]])
+    shown4 = {n: cams.finalize(cams.grad_cam(cap.activations[n].detach(), cap.gradients[n]),
+                               size=(224, 224)) for n in preview_layers}
+fig, axes = plt.subplots(3, 4, figsize=(10, 7.6), layout="constrained")
+for r, n in enumerate(preview_layers):
+    for i in range(4):
+        axes[r, i].imshow(viz.overlay(images[i], shown4[n][i]))
+        axes[r, i].set_xticks([]), axes[r, i].set_yticks([])
+        if r == 0:
+            axes[r, i].set_title(f"test {i}: {CLASS_NAMES[classes[i][0]]}")
+    axes[r, 0].set_ylabel(n)
+fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes, shrink=0.7, label="Grad-CAM value")
+fig.suptitle("What the explorer shows: Grad-CAM at three depths")
+plt.show()
+
+# %% slideshow={"slide_type": "subslide"}
+from gradcam_edu.explorer import Explorer
+
+ex = Explorer(model, images[:12], class_names=CLASS_NAMES, layer="layer4")
+ex
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# * A torchvision `BasicBlock` calls one in-place `relu` twice: capture `relu#0` / `relu#1`
+#   by call, and never keep a module's output without copying it (bare hooks on `bn1`/`bn2`
+#   store values the block overwrote).
+# * From `layer4.1.conv2` there is one gradient path to the logit; the skip sends gradient to
+#   the block's input, past the branch. `conv2`'s map explains the last increment only.
+# * At `layer4` Grad-CAM = HiResCAM = CAM (printed difference < 1e-5); at `conv1` at most one
+#   entry in four of each channel gets any gradient (the grid effect).
+# * The scoreboard reads each layer against its ceiling and the baselines, and a paired
+#   bootstrap says whether two layers differ on these images.
+#
+# Next, notebook 03 cuts the ResNet short, the post's third example, one factor at a time.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# Checkers from `gradcam_edu.exercises.nb02`; solutions in the collapsed cells.
+#
+# **Exercise 1 · Naming the call.** Which capture name gives the same tensor as the output of
+# block `layer4.1`?
+
+# %% slideshow={"slide_type": "subslide"}
+from gradcam_edu.exercises.nb02 import (
+    check_block_output_call,
+    check_comparison,
+    check_conv1_share,
+    check_path_counts,
+)
+
+check_block_output_call("layer4.1.relu")      # replace with your answer
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+check_block_output_call("layer4.1.relu#1")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 2 · Counting paths.** How many distinct gradient paths lead from each layer's
+# output to the logit? (Every residual block after the layer is a fork: skip or branch.)
+
+# %% slideshow={"slide_type": "fragment"}
+check_path_counts({"layer4.1.conv2": 2, "layer4.0.conv2": 2, "layer3.1.conv2": 4, "conv1": 8})
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+check_path_counts({"layer4.1.conv2": 1, "layer4.0.conv2": 2, "layer3.1.conv2": 4,
+                   "conv1": 256})
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 3 · The grid effect.** In one channel of conv1 (112 x 112 entries), at most
+# what share of the entries can receive a nonzero gradient through the 3 x 3, stride-2
+# max-pool? Compare with the `zero gradient entries` column printed in section 5.
+
+# %% slideshow={"slide_type": "fragment"}
+check_conv1_share(0.75)      # replace with your answer
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+check_conv1_share(56 * 56 / (112 * 112))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 · Reading an interval.** Is HiResCAM's energy share at `layer3` higher or
+# lower than Grad-CAM's at `layer3`, or do these images give no evidence either way? Use
+# `board.compare` and answer `"higher"`, `"lower"` or `"no evidence"`.
+
+# %% slideshow={"slide_type": "fragment"}
+a, b = ("layer3", "hirescam"), ("layer3", "gradcam")
+check_comparison("?", board, a, b, metric="energy")     # replace "?" with your answer
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+r = board.compare(a, b, metric="energy")
+answer = "higher" if r["low"] > 0 else "lower" if r["high"] < 0 else "no evidence"
+check_comparison(answer, board, a, b, metric="energy")

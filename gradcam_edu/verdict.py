@@ -20,10 +20,11 @@ confounded     the isolated interval does not, but the source interval does: the
 unsupported    neither interval lies above ``margin``: no measurable effect, or the opposite
 =============  ==============================================================================
 
-:func:`measure_claims` runs every comparison on a trained torchvision-style ResNet, with the
-model variants it needs built here: :func:`random_head` (the post's examples 1-2 replaced the
-trained ``fc`` by a random one) and :func:`without_skip_gradient` (the same forward, but no
-gradient flows back through any skip connection).
+:func:`measure_claims` runs every comparison on a trained torchvision-style ResNet
+(:func:`claim_boards` scores the settings once, :func:`judge_claims` judges them for one
+metric), with the model variants it needs built here: :func:`random_head` (the post's
+examples 1-2 replaced the trained ``fc`` by a random one) and :func:`without_skip_gradient`
+(the same forward, but no gradient flows back through any skip connection).
 """
 
 from __future__ import annotations
@@ -144,8 +145,8 @@ def judge(cause: str, source: Comparison, isolated: Comparison | None = None,
     src = f"as the post compared ({source.label or 'source'}): {source.text()}"
     others = [f for f in source.changed if f != cause]
     if source.shows_effect(margin):
-        return "confounded", (f"{iso}: {how}; {src} is real, so it comes from "
-                              f"{', '.join(others) or 'other factors'}.")
+        return "confounded", (f"{iso}: {how}; {src} is real, so it comes with the other "
+                              f"change(s): {', '.join(others) or 'other factors'}.")
     src_how = "the opposite" if source.high < -margin else "no measurable effect"
     return "unsupported", f"{iso}: {how}; {src}: {src_how} either."
 
@@ -255,16 +256,37 @@ def _factors(depth: str, head: str, layer: str, skip: str = "on") -> dict[str, s
     return {"depth": depth, "head": head, "layer": layer, "skip_gradient": skip}
 
 
-def measure_claims(model: nn.Module, images: torch.Tensor, masks, classes,
-                   metric: str = "energy", n_boot: int = 2000, seed: int = 0,
-                   head_seed: int = 0, margin: float = 0.0, batch_size: int = 16,
-                   ) -> list[Claim]:
-    """Measure claims a, b, c on a trained torchvision-style ResNet-18 with Grad-CAM.
+def claim_boards(model: nn.Module, images: torch.Tensor, masks, classes, head_seed: int = 0,
+                 batch_size: int = 16) -> dict:
+    """The Grad-CAM scoreboards that claims a, b, c are judged on, all on the same pairs.
 
-    ``images``, ``masks``, ``classes``: as for :func:`gradcam_edu.scoreboard.scoreboard`
-    (e.g. from :func:`gradcam_edu.scoreboard.shapes_sample`); ``metric``: a scoreboard metric
-    (``"energy"``, ``"pointing_tol"``, ``"pointing"``, ``"target_share"``); ``head_seed``: the
-    random head of the post's examples. Comparisons (all Grad-CAM, same pairs):
+    ``images``, ``masks``, ``classes``: as for :func:`gradcam_edu.scoreboard.scoreboard` (e.g.
+    from :func:`gradcam_edu.scoreboard.shapes_sample`). Keys: ``"full"`` (``conv1``,
+    ``layer4.0.conv1``, ``layer4.1.conv2``, ``layer4.1``), ``"random fc"`` (the post's head,
+    seeded by ``head_seed``; ``layer4.1.conv2``), ``"no skip gradient"``
+    (:func:`without_skip_gradient`; ``layer4.1.conv2``) and ``"cut after layer4.0"`` (original
+    ``fc``; ``layer4.0.conv1``).
+    """
+    from .scoreboard import scoreboard
+    from .truncate import truncate
+
+    def run(m: nn.Module, layers: list[str]):
+        return scoreboard(m, images, masks, classes, layers, methods=("gradcam",), n_boot=10,
+                          batch_size=batch_size)
+
+    return {"full": run(model, ["conv1", "layer4.0.conv1", "layer4.1.conv2", "layer4.1"]),
+            "random fc": run(random_head(model, head_seed), ["layer4.1.conv2"]),
+            "no skip gradient": run(without_skip_gradient(model), ["layer4.1.conv2"]),
+            "cut after layer4.0": run(truncate(model, "layer4.0", head="original"),
+                                      ["layer4.0.conv1"])}
+
+
+def judge_claims(boards: Mapping, metric: str = "energy", n_boot: int = 2000, seed: int = 0,
+                 margin: float = 0.0) -> list[Claim]:
+    """Claims a, b, c judged on :func:`claim_boards`' scores for one ``metric`` (a scoreboard
+    metric: ``"energy"``, ``"pointing_tol"``, ``"pointing"``, ``"target_share"``).
+
+    Comparisons (all Grad-CAM, same pairs, intervals bootstrapped over images):
 
     * (a) source: block output ``layer4.1`` vs ``layer4.1.conv2``; isolated: ``layer4.1.conv2``
       with the skip gradients removed (:func:`without_skip_gradient`) vs with them.
@@ -273,45 +295,47 @@ def measure_claims(model: nn.Module, images: torch.Tensor, masks, classes,
       ``layer4.0.conv1``) vs its example 1 (full model, random ``fc``, ``layer4.1.conv2``);
       isolated: cut vs full model, both with the trained ``fc``, both at ``layer4.0.conv1``.
     """
-    from .scoreboard import METRICS, scoreboard
-    from .truncate import truncate
+    from .scoreboard import METRICS
 
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    groups = boards["full"].image_index
 
-    def run(m: nn.Module, layers: list[str]):
-        return scoreboard(m, images, masks, classes, layers, methods=("gradcam",),
-                          n_boot=10, seed=seed, batch_size=batch_size)
-
-    full = run(model, ["conv1", "layer4.0.conv1", "layer4.1.conv2", "layer4.1"])
-    rand = run(random_head(model, head_seed), ["layer4.1.conv2"])
-    noskip = run(without_skip_gradient(model), ["layer4.1.conv2"])
-    cut = run(truncate(model, "layer4.0", head="original"), ["layer4.0.conv1"])
-    groups = full.image_index
-
-    def s(board, layer):
-        return board.scores[(layer, "gradcam")][metric]
+    def s(key, layer):
+        return boards[key].scores[(layer, "gradcam")][metric]
 
     def cmp(label, sa, a, sb, b):
         return compare(sa, sb, a, b, metric, groups, n_boot, seed, label)
 
     trained = "trained fc"
-    a_src = cmp("layer4.1 vs layer4.1.conv2", s(full, "layer4.1"),
-                _factors("full", trained, "layer4.1"), s(full, "layer4.1.conv2"),
+    a_src = cmp("layer4.1 vs layer4.1.conv2", s("full", "layer4.1"),
+                _factors("full", trained, "layer4.1"), s("full", "layer4.1.conv2"),
                 _factors("full", trained, "layer4.1.conv2"))
-    a_iso = cmp("layer4.1.conv2: skip gradient off vs on", s(noskip, "layer4.1.conv2"),
-                _factors("full", trained, "layer4.1.conv2", "off"), s(full, "layer4.1.conv2"),
-                _factors("full", trained, "layer4.1.conv2"))
-    b_src = cmp("conv1 vs layer4.1.conv2", s(full, "conv1"), _factors("full", trained, "conv1"),
-                s(full, "layer4.1.conv2"), _factors("full", trained, "layer4.1.conv2"))
+    a_iso = cmp("layer4.1.conv2: skip gradient off vs on",
+                s("no skip gradient", "layer4.1.conv2"),
+                _factors("full", trained, "layer4.1.conv2", "off"),
+                s("full", "layer4.1.conv2"), _factors("full", trained, "layer4.1.conv2"))
+    b_src = cmp("conv1 vs layer4.1.conv2", s("full", "conv1"), _factors("full", trained, "conv1"),
+                s("full", "layer4.1.conv2"), _factors("full", trained, "layer4.1.conv2"))
+    cut = "cut after layer4.0"
     c_src = cmp("post ex.3 vs post ex.1", s(cut, "layer4.0.conv1"),
-                _factors("cut after layer4.0", trained, "layer4.0.conv1"),
-                s(rand, "layer4.1.conv2"), _factors("full", "random fc", "layer4.1.conv2"))
+                _factors(cut, trained, "layer4.0.conv1"),
+                s("random fc", "layer4.1.conv2"), _factors("full", "random fc", "layer4.1.conv2"))
     c_iso = cmp("layer4.0.conv1: cut vs full model", s(cut, "layer4.0.conv1"),
-                _factors("cut after layer4.0", trained, "layer4.0.conv1"),
-                s(full, "layer4.0.conv1"), _factors("full", trained, "layer4.0.conv1"))
+                _factors(cut, trained, "layer4.0.conv1"),
+                s("full", "layer4.0.conv1"), _factors("full", trained, "layer4.0.conv1"))
     return [
         Claim("a", STATEMENTS["a"], "skip_gradient", a_src, a_iso, margin),
         Claim("b", STATEMENTS["b"], "layer", b_src, None, margin),
         Claim("c", STATEMENTS["c"], "depth", c_src, c_iso, margin),
     ]
+
+
+def measure_claims(model: nn.Module, images: torch.Tensor, masks, classes,
+                   metric: str = "energy", n_boot: int = 2000, seed: int = 0,
+                   head_seed: int = 0, margin: float = 0.0, batch_size: int = 16,
+                   ) -> list[Claim]:
+    """Measure claims a, b, c on a trained torchvision-style ResNet-18 with Grad-CAM:
+    :func:`claim_boards` then :func:`judge_claims` (see both for the comparisons)."""
+    boards = claim_boards(model, images, masks, classes, head_seed, batch_size)
+    return judge_claims(boards, metric, n_boot, seed, margin)

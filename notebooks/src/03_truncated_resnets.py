@@ -1,0 +1,403 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: all
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 03 · Truncated ResNets: one change at a time
+#
+# *Part 3 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 12 minutes.*
+#
+# The source post ends with a third example: cut the ResNet after `layer4.0`, hook a layer
+# inside that block, and the map "can show clearer localized responses". Compared with its
+# first example, that code changes **three** things at once. Here we change them one by one
+# and measure after each step.
+#
+# **After this notebook you can**
+# 1. cut a ResNet after any block, by hand in four lines and with `truncate.truncate`, and
+#    say which head (classifier) the cut model carries;
+# 2. list the three changes hidden in the post's third example and measure each alone;
+# 3. compare the original head with a **linear probe** trained for the cut: accuracy first,
+#    then map scores beside the resolution ceiling;
+# 4. explain why Grad-CAM at the last block of a cut model is exactly CAM of its head.
+
+# %% slideshow={"slide_type": "skip"}
+import matplotlib.pyplot as plt
+import torch
+
+from gradcam_edu import cams, viz, weights
+from gradcam_edu.capture import capture
+from gradcam_edu.scoreboard import scoreboard, shapes_sample
+from gradcam_edu.shapes import CLASS_NAMES
+from gradcam_edu.truncate import (
+    STANDARD_CUTS,
+    first_images,
+    format_rows,
+    load_truncated,
+    probe_name,
+    truncate,
+    variant_accuracy,
+)
+from gradcam_edu.verdict import compare, random_head
+
+torch.manual_seed(0)
+torch.set_num_threads(1)   # tiny models; one thread gives the same numbers on every machine
+plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 10})
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1 · The model, the images, and what the post changed
+#
+# As in notebook 02 we use the shipped `resnet18-shapes`: torchvision's ResNet-18 wiring
+# (same module names), narrower, trained on the shapes images. We score maps on held-out test
+# images whose object masks are known.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+model = weights.load_model("resnet18-shapes")
+held = weights.model_card("resnet18-shapes")["held_out"]
+print(f"resnet18-shapes on {held['n_images']} held-out images: exact match "
+      f"{held['exact_match']:.3f}, mAP {held['mAP']:.3f}")
+N_IMAGES = 64
+images, masks, classes = shapes_sample(N_IMAGES, split="test")
+print(f"{N_IMAGES} test images, {sum(len(c) for c in classes)} (image, class) pairs")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# | | post, example 1 | post, example 3 |
+# |---|---|---|
+# | **head** (`fc`) | replaced by a random `nn.Linear` | the trained `fc` |
+# | **hooked layer** | `layer4.1.conv2` | `layer4.0.conv1` |
+# | **depth** | the full network | cut after `layer4.0`, head not retrained |
+#
+# If example 3's map looks clearer, any of the three could be the reason. A fair test
+# changes one factor and keeps the others fixed.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 2 · A cut ResNet in plain tensor code
+#
+# A torchvision ResNet is a stem (`conv1`, `bn1`, `relu`, `maxpool`), four stages of two
+# blocks, a global average pool and `fc`. Cutting after `layer4.0` means: run the stem, the
+# first three stages and one block of the fourth, then pool and classify. With the original
+# `fc` this works only because `layer4.0` has as many channels (128) as `fc` expects.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+x = images[:8]
+with torch.no_grad():
+    h = model.maxpool(model.relu(model.bn1(model.conv1(x))))     # stem
+    h = model.layer3(model.layer2(model.layer1(h)))              # stages 1-3
+    h = model.layer4[0](h)                                       # layer4.1 is dropped
+    logits_by_hand = model.fc(torch.flatten(model.avgpool(h), 1))
+
+    cut = truncate(model, after="layer4.0", head="original")    # the packaged cut
+    same = torch.allclose(cut(x), logits_by_hand, atol=1e-5)
+print("features after layer4.0:", tuple(h.shape))
+print("truncate(model, 'layer4.0') gives the same logits:", same)
+print("blocks kept in layer4:", len(cut.layer4), "of", len(model.layer4), "| head:", cut.head)
+print("module names kept:", [n for n, _ in cut.named_children()])
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# `truncate` keeps the module names, so `"layer4.0.conv1"` names the same convolution in both
+# models. It deep-copies what it keeps: nothing done to `cut` touches `model`. With
+# `head="probe"` it puts a new linear layer on the cut instead, which
+# `truncate.train_probe` fits on the frozen features; the course ships four such probes.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3 · Does the cut model still classify?
+#
+# A map explains a classifier. Before we look at maps of a cut model, we check that it is
+# one. `truncate.variant_accuracy` scores the full model, the cut with its **original** head
+# (possible only after `layer4.0`, where the channel count fits) and every shipped **probe**,
+# on the same held-out images (one shared feature pass).
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+probes = {c: load_truncated(probe_name(c)) for c in STANDARD_CUTS}
+N_ACC = 300
+acc_rows = variant_accuracy(model, first_images("test", N_ACC), STANDARD_CUTS, probes)
+print(f"exact match and mAP on the first {N_ACC} test images")
+print(format_rows(acc_rows, ["variant", "cut", "head", "exact_match", "mAP"]))
+accuracy = {r["variant"]: r for r in acc_rows}
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Key sentence.** Removing a block without retraining changes what the head reads: the
+# trained `fc` was fitted to `layer4.1`'s features, not to `layer4.0`'s. Compare the
+# `cut-layer4.0-original` row with the `full` row above, then with the `cut-layer4.0-probe`
+# row: a head retrained for the cut is the fair way to keep a classifier.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4 · The post's third example, taken apart
+#
+# Four settings, each differing from the one before in **one** factor:
+#
+# | step | depth | head | hooked layer | |
+# |---|---|---|---|---|
+# | A | full | random `fc` | `layer4.1.conv2` | the post's example 1 |
+# | B | full | trained `fc` | `layer4.1.conv2` | head fixed |
+# | C | full | trained `fc` | `layer4.0.conv1` | layer moved |
+# | D | cut after `layer4.0` | trained `fc` | `layer4.0.conv1` | the post's example 3 |
+#
+# For every (image, class) pair we score the Grad-CAM map with the **energy** share (the
+# share of the map's mass on the object) and the **pointing game within 15 px**, and
+# bootstrap each step's paired difference over images (`verdict.compare`).
+
+# %% slideshow={"slide_type": "subslide"}
+def board(m, layers):
+    """Grad-CAM scores of model ``m`` at ``layers`` on this notebook's pairs."""
+    return scoreboard(m, images, masks, classes, layers, methods=("gradcam",), n_boot=1000)
+
+
+full_layers = ["layer2.1", "layer3.0", "layer3.1", "layer4.0.conv1", "layer4.0",
+               "layer4.1.conv2", "layer4.1"]
+boards = {"full": board(model, full_layers),
+          "random fc": board(random_head(model, seed=0), ["layer4.1.conv2"]),
+          "cut-layer4.0-original": board(cut, ["layer4.0.conv1", "layer4.0"])}
+groups = boards["full"].image_index
+steps = [("A", "random fc", "layer4.1.conv2"), ("B", "full", "layer4.1.conv2"),
+         ("C", "full", "layer4.0.conv1"), ("D", "cut-layer4.0-original", "layer4.0.conv1")]
+changed = {"B": "head", "C": "layer", "D": "depth"}
+
+
+def scores_of(step, metric="energy"):
+    _, model_key, layer = step
+    return boards[model_key].scores[(layer, "gradcam")][metric]
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+print(f"{'step':<5}{'model':<23}{'layer':<16}{'energy':>7}{'@15px':>7}   "
+      f"{'change':<7}{'energy difference to the step before [95% CI]'}")
+ladder = {}
+for i, step in enumerate(steps):
+    e, p = scores_of(step), scores_of(step, "pointing_tol")
+    line = f"{step[0]:<5}{step[1]:<23}{step[2]:<16}{e.mean():>7.3f}{p.mean():>7.3f}   "
+    if i:
+        c = compare(e, scores_of(steps[i - 1]), {"s": step[0]}, {"s": steps[i - 1][0]},
+                    groups=groups, n_boot=1000)
+        ladder[step[0]] = c
+        line += f"{changed[step[0]]:<7}{c.text()}"
+    print(line)
+post = compare(scores_of(steps[3]), scores_of(steps[0]), {"s": "D"}, {"s": "A"},
+               groups=groups, n_boot=1000)
+print(f"the post's comparison, D - A (three changes at once): {post.text()}")
+print(f"uniform-map baseline energy (object area): "
+      f"{boards['full'].baselines['uniform_energy'].mean():.3f}")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Read the last column step by step: each line is the effect of **one** change, with its
+# interval. The line "D - A" is what a reader of the post sees: the sum of the three
+# effects. Whatever its size, the ladder says which step produced it.
+
+# %% slideshow={"slide_type": "subslide"}
+idx = [i for i in range(N_IMAGES) if len(classes[i]) == 1][:2]
+models_by_key = {"full": model, "random fc": random_head(model, seed=0),
+                 "cut-layer4.0-original": cut}
+fig, axes = plt.subplots(len(idx), 5, figsize=(13, 2.8 * len(idx)), squeeze=False)
+for r, i in enumerate(idx):
+    axes[r, 0].imshow(viz.to_numpy_image(images[i]))
+    axes[r, 0].contour(masks[i][0].numpy(), levels=[0.5], colors="white", linewidths=1)
+    axes[r, 0].set_ylabel(f"test {i}: {CLASS_NAMES[classes[i][0]]}")
+    for c, (name, key, layer) in enumerate(steps, start=1):
+        heat = cams.explain(models_by_key[key], images[i:i + 1], [layer], classes[i][0])
+        axes[r, c].imshow(viz.overlay(images[i], heat[layer]["gradcam"][0]))
+        if r == 0:
+            axes[r, c].set_title(f"{name}: {key}\n{layer}", fontsize=9)
+for ax in axes.ravel():
+    ax.set_xticks([]), ax.set_yticks([])
+axes[0, 0].set_title("image (white: true mask)", fontsize=9)
+fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.8,
+             label="Grad-CAM value (0 to 1)")
+fig.suptitle("The ladder A to D on two test images (columns: one change each)")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 5 · Cut deeper, and give the cut its own head
+#
+# Now we compare cuts at several depths. For each cut we take its **last block's output**,
+# the layer that feeds the pool and the head. There, Grad-CAM has a simple closed form: the
+# score is `fc(mean over positions of A)`, so the gradient is the same at every position,
+# `G_k = w_ck / (h w)`, and Grad-CAM is CAM (`sum_k w_ck A_k`) divided by `h w`.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+probe = probes["layer3.1"]
+cls = classes[0][0]
+with capture(probe, ["layer3.1"]) as cap:
+    cap.forward(images[:4])
+    cap.backward(cls)
+    A, G = cap.activations["layer3.1"].detach(), cap.gradients["layer3.1"]
+h_w = A.shape[-2] * A.shape[-1]
+cam_by_hand = torch.einsum("k,nkhw->nhw", probe.fc.weight[cls], A)   # sum_k w_ck A_k
+print("grid of layer3.1:", tuple(A.shape[-2:]))
+print("gradient constant over positions:", torch.allclose(G, G[..., :1, :1].expand_as(G)))
+print("Grad-CAM == CAM / (h w):", torch.allclose(cams.grad_cam(A, G), cam_by_hand / h_w,
+                                                 atol=1e-6))
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# So the map of a cut model at its last block shows where the features that **its head**
+# weighs are. With a probe, that head was fitted for these features; with the original `fc`
+# on a cut, it was fitted for other ones.
+
+# %% slideshow={"slide_type": "subslide"}
+variants = [("full", model, "layer4.1"), ("cut-layer4.0-original", cut, "layer4.0")]
+variants += [(f"cut-{c}-probe", probes[c], c) for c in STANDARD_CUTS]
+for name, m, layer in variants[2:]:
+    boards[name] = board(m, [layer])
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+print(f"{'variant':<23}{'layer':<10}{'grid':>6}{'exact':>7}{'energy [95% CI]':>22}"
+      f"{'@15px':>7}{'ceiling':>8}   {'cut - full model at the same layer (energy)'}")
+for name, m, layer in variants:
+    b = boards[name]
+    r = next(r for r in b.rows if r["layer"] == layer)
+    line = (f"{name:<23}{layer:<10}{r['grid']:>6}{accuracy[name]['exact_match']:>7.3f}"
+            f"{r['energy']:>8.3f} [{r['energy_lo']:.3f}, {r['energy_hi']:.3f}]"
+            f"{r['pointing_tol']:>7.3f}{r['ceiling_energy']:>8.3f}   ")
+    if name != "full":
+        c = compare(b.scores[(layer, "gradcam")]["energy"],
+                    boards["full"].scores[(layer, "gradcam")]["energy"], {"m": name},
+                    {"m": "full"}, groups=groups, n_boot=1000)
+        line += c.text()
+    print(line)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# How to read it. **exact** is the variant's accuracy (section 3): a map of a variant that
+# classifies badly explains a bad classifier. **ceiling** is the best energy a map on that
+# grid can reach: deeper cuts have finer grids and higher ceilings. The last column compares
+# each cut with the **full** model's Grad-CAM at the **same** layer: same activations A, only
+# the gradient differs (the cut's head versus the rest of the network).
+
+# %% slideshow={"slide_type": "subslide"}
+two_idx = [i for i in range(N_IMAGES) if len(classes[i]) == 2][:2]
+fig, axes = plt.subplots(len(two_idx), len(variants) + 1,
+                         figsize=(2.2 * (len(variants) + 1), 2.5 * len(two_idx)), squeeze=False)
+for r, i in enumerate(two_idx):
+    axes[r, 0].imshow(viz.to_numpy_image(images[i]))
+    axes[r, 0].contour(masks[i][0].numpy(), levels=[0.5], colors="white", linewidths=1)
+    axes[r, 0].set_ylabel(f"test {i}\nmap for: {CLASS_NAMES[classes[i][0]]}", fontsize=9)
+    for c, (name, m, layer) in enumerate(variants, start=1):
+        heat = cams.explain(m, images[i:i + 1], [layer], classes[i][0])[layer]["gradcam"][0]
+        axes[r, c].imshow(viz.overlay(images[i], heat))
+        if r == 0:
+            axes[r, c].set_title(f"{name.replace('-original', '-orig')}\n{layer}", fontsize=8)
+for ax in axes.ravel():
+    ax.set_xticks([]), ax.set_yticks([])
+axes[0, 0].set_title("image (white: target)", fontsize=8)
+fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.8,
+             label="Grad-CAM value (0 to 1)")
+fig.suptitle("Grad-CAM at the last block of each variant (2-object images)")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6 · Your turn: the explorer on a cut model
+#
+# The live explorer below holds the `layer3.1` probe: a ResNet cut after `layer3.1` with a
+# retrained head. The static figure is what it shows at its last block and inside it, for
+# the first test images. In the explorer, move the **layer** slider through `layer3.1`'s
+# convolutions and compare with the same images in notebook 02's full model.
+
+# %% slideshow={"slide_type": "subslide"}
+preview_layers = ["layer3.1.conv1", "layer3.1.conv2", "layer3.1"]
+preview = {}
+for layer in preview_layers:
+    heat = cams.explain(probe, images[:3], [layer], [c[0] for c in classes[:3]])
+    preview[layer] = {f"test {i}: {CLASS_NAMES[classes[i][0]]}": heat[layer]["gradcam"][i]
+                      for i in range(3)}
+fig, axes = plt.subplots(3, 3, figsize=(8, 8))
+for r, (layer, row) in enumerate(preview.items()):
+    for c, (title, heat) in enumerate(row.items()):
+        axes[r, c].imshow(viz.overlay(images[c], heat))
+        axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
+        if r == 0:
+            axes[r, c].set_title(title)
+    axes[r, 0].set_ylabel(layer)
+fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.7,
+             label="Grad-CAM value (0 to 1)")
+fig.suptitle("cut-layer3.1-probe: inside the last block and at its output")
+plt.show()
+
+# %% slideshow={"slide_type": "subslide"}
+from gradcam_edu.explorer import Explorer
+
+ex = Explorer(probe, images[:12], class_names=CLASS_NAMES, layer="layer3.1")
+ex
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# * The post's third example changes the **head**, the **hooked layer** and the **depth** at
+#   once. The ladder (section 4) measures each change alone; only then can a clearer map be
+#   credited to truncation.
+# * A random head makes Grad-CAM explain a random score. Fix the head before comparing
+#   anything else.
+# * Cutting without retraining leaves a head fitted for other features; check the cut
+#   model's **accuracy** before reading its maps. A linear probe is the fair head for a cut.
+# * At a cut's last block Grad-CAM **is** CAM of the head: a map of where the head's favourite
+#   features are, on that block's grid. Finer grids (earlier cuts) raise the ceiling, not the
+#   accuracy.
+#
+# Next, notebook 04 keeps the full model and changes the **method**: HiResCAM, Grad-CAM++,
+# LayerCAM, Score-CAM and pixel attributions, with sanity checks.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# Checkers come from `gradcam_edu.exercises.nb03`; solutions are in the collapsed cells.
+#
+# **Exercise 1 · Cut by hand.** Write `cut_logits(model, x)` returning the logits of the model
+# cut after `layer3.1` with the head `head` (a `Linear(64, 6)`, given), using only the
+# model's modules.
+
+# %% slideshow={"slide_type": "subslide"}
+from gradcam_edu.exercises.nb03 import check_confounders, check_cut_logits, check_probe_cam
+
+head = probes["layer3.1"].fc
+
+
+def cut_logits(model, x):
+    h = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    h = model.layer3(model.layer2(model.layer1(h)))
+    return head(h.mean(dim=1).flatten(1))          # replace with your answer
+
+
+check_cut_logits(cut_logits, model, head, after="layer3.1")
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+def cut_logits(model, x):
+    h = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    h = model.layer3(model.layer2(model.layer1(h)))
+    return head(torch.flatten(model.avgpool(h), 1))
+
+
+check_cut_logits(cut_logits, model, head, after="layer3.1")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 2 · What changed?** Name every factor that differs between the post's example 1
+# and its example 3 (a list of words such as `"layer"`).
+
+# %% slideshow={"slide_type": "fragment"}
+check_confounders(["layer"])                        # replace with your answer
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+check_confounders(["head", "layer", "depth"])
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 3 · CAM of a probe.** For test image 0 and its first class, compute the CAM of
+# the `layer3.1` probe from `A` (captured above) and the probe's weights: a `(14, 14)` map,
+# before any ReLU or scaling.
+
+# %% slideshow={"slide_type": "fragment"}
+my_cam = A[0].mean(dim=0)                           # replace with your answer
+check_probe_cam(my_cam, A[0], probe.fc.weight, cls)
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+my_cam = torch.einsum("k,khw->hw", probe.fc.weight[cls], A[0])
+check_probe_cam(my_cam, A[0], probe.fc.weight, cls)

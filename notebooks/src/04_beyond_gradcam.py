@@ -1,0 +1,402 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: all
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 04 · Beyond Grad-CAM: other maps, pixel attributions, sanity checks
+#
+# *Part 4 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 14 minutes.*
+#
+# Notebooks 01 to 03 changed the layer and the model and kept the method. Here we keep the
+# full ResNet and change the **method**: five other CAM rules, a gradient-free one, and two
+# pixel attributions. Then we ask whether the maps depend on the model at all.
+#
+# **After this notebook you can**
+# 1. write HiResCAM, Grad-CAM++, XGrad-CAM, LayerCAM and Eigen-CAM in a line or two of
+#    tensor code each, and check them against `gradcam_edu.cams`;
+# 2. compare every method layer by layer on a figure and on the scoreboard, and test
+#    LayerCAM's claim that it stays useful in shallow layers;
+# 3. run Score-CAM, SmoothGrad and Integrated Gradients, and check IG's completeness;
+# 4. run the cascading randomisation sanity check and read what it says.
+
+# %% slideshow={"slide_type": "skip"}
+import matplotlib.pyplot as plt
+import torch
+
+from gradcam_edu import attributions, cams, metrics, viz, weights
+from gradcam_edu.capture import capture
+from gradcam_edu.scoreboard import scoreboard, shapes_sample
+from gradcam_edu.shapes import CLASS_NAMES
+
+torch.manual_seed(0)
+torch.set_num_threads(1)   # tiny models; one thread gives the same numbers on every machine
+plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 10})
+
+model = weights.load_model("resnet18-shapes")
+N_IMAGES = 64
+images, masks, classes = shapes_sample(N_IMAGES, split="test")
+first = [c[0] for c in classes]            # one target class per image: its first object
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1 · The CAM family in plain tensor code
+#
+# Every CAM rule below is a function of the same two tensors of one layer: the activations
+# **A** and the gradient **G** = d score / d A, both `(N, C, h, w)`. They differ only in how
+# they weight the channels, or whether they weight each position separately. (Formulas and
+# papers: the table in `gradcam_edu/cams.py`.) We capture `layer3.1` once and write each rule.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+with capture(model, ["layer3.1"]) as cap:
+    cap.forward(images[:4])
+    cap.backward(first[:4])
+    A, G = cap.activations["layer3.1"].detach(), cap.gradients["layer3.1"]
+
+by_hand = {
+    # Grad-CAM: one weight per channel, the mean gradient
+    "gradcam": (G.mean(dim=(2, 3), keepdim=True) * A).sum(1),
+    # HiResCAM: gradient times activation at every position (no averaging)
+    "hirescam": (G * A).sum(1),
+    # LayerCAM: like HiResCAM, but only positive gradients count
+    "layercam": (G.clamp(min=0) * A).sum(1),
+    # XGrad-CAM: gradients weighted by each position's share of the channel's activation
+    "xgradcam": ((G * A / A.sum((2, 3), keepdim=True).clamp(min=1e-7)).sum((2, 3), keepdim=True)
+                 * A).sum(1),
+}
+# Grad-CAM++: position weights a = G^2 / (2 G^2 + sum(A) G^3), on positive gradients only
+g2, sum_A = G.double() ** 2, A.double().sum((2, 3), keepdim=True)
+a = torch.where(G != 0, g2 / (2 * g2 + sum_A * g2 * G + 1e-6), torch.zeros_like(g2))
+by_hand["gradcam++"] = ((a * G.clamp(min=0)).sum((2, 3), keepdim=True) * A).sum(1).float()
+# Eigen-CAM: project each position's channel vector on the first principal component
+X = A.flatten(2).transpose(1, 2).double()                   # (N, positions, C)
+X = X - X.mean(1, keepdim=True)
+pc1 = torch.linalg.svd(X, full_matrices=False).Vh[:, 0]     # (N, C)
+proj = torch.einsum("npc,nc->np", X, pc1).reshape(A.shape[0], *A.shape[-2:])
+sign = torch.where(proj.amax((1, 2)).abs() >= proj.amin((1, 2)).abs(), 1.0, -1.0)
+by_hand["eigencam"] = (proj * sign[:, None, None]).float()   # the sign of a PC is arbitrary
+
+for name, raw in by_hand.items():
+    packaged = cams.raw_map(name, A, G)
+    ok = torch.allclose(raw, packaged, atol=1e-5 * packaged.abs().max().item())
+    print(f"{cams.METHOD_TITLES[name]:<11} by hand == cams.raw_map: {ok}")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Key sentence.** Grad-CAM and XGrad-CAM give each channel *one* weight; HiResCAM and
+# LayerCAM keep the gradient *at each position*; Eigen-CAM ignores the gradient, and with
+# it the class. At the last block (`layer4.1`) the gradient is constant over positions, so
+# Grad-CAM, HiResCAM and XGrad-CAM make the same map there; they part ways in earlier layers.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 2 · Six methods, six layers, one image
+#
+# One capture gives every layer's A and G; `cams.explain` turns them into displayed maps
+# (ReLU, min-max, upsampling) for every method.
+
+# %% slideshow={"slide_type": "subslide"}
+LAYERS = ["conv1", "layer1.1", "layer2.1", "layer3.1", "layer4.1.conv2", "layer4.1"]
+METHODS = list(cams.GRADIENT_METHODS)
+i0 = next(i for i in range(N_IMAGES) if len(classes[i]) == 1)
+maps = cams.explain(model, images[i0:i0 + 1], LAYERS, first[i0], methods=METHODS)
+grid = {f"{layer}": {cams.METHOD_TITLES[m]: maps[layer][m][0] for m in METHODS}
+        for layer in LAYERS}
+fig = viz.plot_grid(images[i0], grid, cell_size=1.7,
+                    title=f"test {i0}, class '{CLASS_NAMES[first[i0]]}': layers (rows) x "
+                          "methods (columns)")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# At `conv1` the gradient-per-position methods (HiResCAM, LayerCAM) show a dotted grid: the
+# max-pool after the stem passes gradient to at most one `conv1` position in four (notebook
+# 02's grid effect). A figure shows one image; the scoreboard measures 64.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3 · The scoreboard, every method at every layer
+#
+# Energy (share of the map's mass on the object) and pointing within 15 px, over all
+# (image, class) pairs, beside the layer's resolution ceiling and the trivial baselines.
+
+# %% slideshow={"slide_type": "subslide"}
+board = scoreboard(model, images, masks, classes, LAYERS, methods=METHODS, n_boot=1000)
+rows = {(r["layer"], r["method"]): r for r in board.rows}
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+for metric, label in (("energy", "energy"), ("pointing_tol", "pointing within 15 px")):
+    print(f"{label}: mean over {len(board.image_index)} pairs from {N_IMAGES} images")
+    print(f"{'layer':<16}{'grid':>7}" + "".join(f"{cams.METHOD_TITLES[m]:>11}" for m in METHODS)
+          + f"{'ceiling':>9}")
+    for layer in LAYERS:
+        r0 = rows[(layer, METHODS[0])]
+        key = "ceiling_energy" if metric == "energy" else "ceiling_pointing_tol"
+        print(f"{layer:<16}{r0['grid']:>7}"
+              + "".join(f"{rows[(layer, m)][metric]:>11.2f}" for m in METHODS)
+              + f"{r0[key]:>9.2f}")
+base = {r["method"]: r for r in board.rows if r["layer"] == "(baseline)"}
+print(f"baselines: uniform map energy {base['uniform']['energy']:.2f}, centre map energy "
+      f"{base['centre']['energy']:.2f}, centre pointing within 15 px "
+      f"{base['centre']['pointing_tol']:.2f}")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### LayerCAM's claim: meaningful maps in shallow layers
+#
+# LayerCAM was designed so that shallow layers give useful maps, where Grad-CAM's averaged
+# weights fail. We test it as a paired difference, LayerCAM minus Grad-CAM, per layer.
+
+# %% slideshow={"slide_type": "fragment"}
+# NBVAL_CHECK_OUTPUT
+print(f"{'layer':<16}{'LayerCAM':>9}{'Grad-CAM':>9}   LayerCAM - Grad-CAM, energy [95% CI]")
+for layer in LAYERS:
+    d = board.compare((layer, "layercam"), (layer, "gradcam"), "energy")
+    print(f"{layer:<16}{rows[(layer, 'layercam')]['energy']:>9.2f}"
+          f"{rows[(layer, 'gradcam')]['energy']:>9.2f}   "
+          f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Read each shallow row twice: against Grad-CAM (the last column) and against the uniform
+# baseline printed under the table above. A method can beat Grad-CAM in a shallow layer and
+# still sit close to a map that knows nothing.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4 · Score-CAM: no gradient at all
+#
+# Score-CAM weights channel k by the class score of the image **masked by A_k** (upsampled
+# and scaled to [0, 1]), softmaxed over channels: one forward per channel, batched. We keep
+# the 32 channels with the largest mean activation and run it on 6 images only.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+few = list(range(6))
+x_few, t_few = images[few], [first[i] for i in few]
+m_few = torch.stack([masks[i][0] for i in few])
+print(f"{'layer':<10}{'Score-CAM':>10}{'Grad-CAM':>10}{'LayerCAM':>10}   energy on {len(few)} "
+      "images (first object each)")
+score_maps = {}
+for layer in ("layer3.1", "layer4.1"):
+    with capture(model, [layer]) as cap:
+        cap.forward(x_few)
+        cap.backward(t_few)
+        A_l, G_l = cap.activations[layer].detach(), cap.gradients[layer]
+    score_maps[layer] = cams.finalize(cams.score_cam(model, x_few, A_l, t_few, max_channels=32),
+                                      (224, 224))
+    e = {m: metrics.energy_pointing_game(cams.finalize(cams.raw_map(m, A_l, G_l), (224, 224)),
+                                         m_few).mean().item() for m in ("gradcam", "layercam")}
+    e_score = metrics.energy_pointing_game(score_maps[layer], m_few).mean().item()
+    print(f"{layer:<10}{e_score:>10.2f}{e['gradcam']:>10.2f}{e['layercam']:>10.2f}")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Six images make a demonstration, not a measurement: Score-CAM costs one forward per
+# channel per image (here 32 per image and layer). Use it where gradients are unreliable,
+# and measure it on more images when you can afford it.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 5 · Pixel attributions: SmoothGrad and Integrated Gradients
+#
+# These explain the class score with respect to the **input pixels**, not a layer.
+# **SmoothGrad** averages the input gradient over noisy copies of the image.
+# **Integrated Gradients** (IG) integrates the gradient along the straight path from a
+# baseline x' (here black) to the image x; its attributions must add up to F(x) - F(x')
+# (**completeness**). The integral is a sum over steps: the check tells whether we used
+# enough of them.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+x2, t2 = images[:2], first[:2]
+ig = attributions.integrated_gradients(model, x2, t2, baseline=0.0, steps=32)
+total = ig.attributions.sum(dim=(1, 2, 3))                     # sum over every pixel
+print("F(x) - F(black):          ", [f"{v:.3f}" for v in ig.delta.tolist()])
+print("sum of IG attributions:   ", [f"{v:.3f}" for v in total.tolist()])
+print("relative completeness error, 32 steps:",
+      [f"{v:.3f}" for v in ((total - ig.delta).abs() / ig.delta.abs()).tolist()])
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+STEPS = (4, 8, 16, 32, 64)
+errors = {}
+for steps in STEPS:
+    errors[steps] = attributions.integrated_gradients(model, x2, t2, steps=steps).relative_error
+print(f"{'steps':>6}  relative completeness error (2 images)")
+for steps in STEPS:
+    print(f"{steps:>6}  " + "  ".join(f"{v:.3f}" for v in errors[steps].tolist()))
+enough = next((s for s in STEPS if errors[s].max() < 0.01), None)
+print("fewest steps with every error below 1%:", enough)
+
+# %% slideshow={"slide_type": "subslide"}
+fig, ax = plt.subplots(figsize=(5.5, 3.4))
+for j in range(2):
+    ax.plot(STEPS, [errors[s][j].item() for s in STEPS], "o-",
+            label=f"test {j}: {CLASS_NAMES[t2[j]]}")
+ax.axhline(0.01, color="grey", ls="--", label="1% target")
+ax.set_xscale("log", base=2), ax.set_yscale("log")
+ax.set_xlabel("integration steps"), ax.set_ylabel("|sum of attributions - ΔF| / |ΔF|")
+ax.set_title("Integrated Gradients: completeness error falls with steps")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% slideshow={"slide_type": "subslide"}
+grad = attributions.vanilla_gradient(model, x2, t2)
+smooth = attributions.smooth_grad(model, x2, t2, n_samples=16, noise=0.15)
+ig64 = attributions.integrated_gradients(model, x2, t2, steps=64).attributions
+gc = cams.explain(model, x2, ["layer4.1"], t2)["layer4.1"]["gradcam"]
+panels = {"gradient": attributions.to_heatmap(grad), "SmoothGrad": attributions.to_heatmap(smooth),
+          "IG (64 steps)": attributions.to_heatmap(ig64), "Grad-CAM layer4.1": gc}
+fig, axes = plt.subplots(2, 5, figsize=(13, 5.4))
+for r in range(2):
+    axes[r, 0].imshow(viz.to_numpy_image(x2[r]))
+    axes[r, 0].contour(masks[r][0].numpy(), levels=[0.5], colors="white", linewidths=1)
+    axes[r, 0].set_ylabel(f"test {r}: {CLASS_NAMES[t2[r]]}")
+    for c, (name, heat) in enumerate(panels.items(), start=1):
+        axes[r, c].imshow(heat[r], cmap="magma" if c < 4 else "jet", vmin=0, vmax=1)
+        if r == 0:
+            axes[r, c].set_title(name)
+for ax in axes.ravel():
+    ax.set_xticks([]), ax.set_yticks([])
+axes[0, 0].set_title("image (white: mask)")
+fig.colorbar(plt.cm.ScalarMappable(cmap="magma"), ax=axes[:, 1:4].ravel().tolist(),
+             shrink=0.8, label="|attribution|, scaled to max 1")
+fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes[:, 4].tolist(), shrink=0.8,
+             label="Grad-CAM value")
+fig.suptitle("Pixel attributions (summed |value| over colour channels) and Grad-CAM")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Pixel attributions have the image's resolution, so they can trace edges; they say nothing
+# about which *layer* represents the object. They answer another question than a CAM.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6 · Sanity check: do the maps depend on the model?
+#
+# Adebayo et al. re-initialise the model's layers from the top (`fc`, then `layer4.1`, ...)
+# one after another and compare each new map with the trained model's map (Spearman rank
+# correlation). A map that explains the model must change as the model is destroyed; a map
+# that stays the same was showing the image, not the model.
+# `metrics.cascading_randomization` does it on a copy of the model.
+
+# %% slideshow={"slide_type": "subslide"}
+x8, t8 = images[:8], first[:8]
+sanity = {(m, layer): metrics.cascading_randomization(model, x8, layer, t8, method=m, seed=0)
+          for m, layer in (("gradcam", "layer4.1"), ("layercam", "layer2.1"),
+                           ("eigencam", "layer4.1"))}
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+stages = [r["stage"] for r in next(iter(sanity.values()))]
+print("mean Spearman correlation with the trained model's map (8 images), after "
+      "re-initialising every stage down to:")
+print(f"{'stage':<10}" + "".join(f"{cams.METHOD_TITLES[m] + ' ' + la:>22}" for m, la in sanity))
+for k, stage in enumerate(stages):
+    print(f"{stage:<10}" + "".join(f"{rows_[k]['mean']:>22.2f}" for rows_ in sanity.values()))
+
+# %% slideshow={"slide_type": "subslide"}
+fig, ax = plt.subplots(figsize=(8, 3.6))
+for (m, layer), r in sanity.items():
+    ax.plot(range(len(stages)), [row["mean"] for row in r], "o-",
+            label=f"{cams.METHOD_TITLES[m]} at {layer}")
+ax.axhline(0, color="grey", lw=0.8)
+ax.set_xticks(range(len(stages)), stages, rotation=45, ha="right")
+ax.set_xlabel("re-initialised from fc down to this stage (cumulative)")
+ax.set_ylabel("Spearman ρ with the trained map")
+ax.set_ylim(-0.2, 1.05)
+ax.set_title("Cascading randomisation: maps should decorrelate from the trained model's")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Read the first row (only `fc` re-initialised). Grad-CAM's map depends on the head through
+# its gradient. Eigen-CAM never looks at the gradient, so a new head cannot change its map:
+# it describes the features, not the class decision. Further down, every method's map drifts
+# from the trained one: the maps do depend on the weights.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 7 · Your turn: the explorer with every method
+#
+# The static grid of section 2 is what the explorer shows for one image. Below, switch the
+# **method** (Score-CAM included, computed on demand) and slide through the layers; look for
+# the layers where the methods agree and where they part.
+
+# %% slideshow={"slide_type": "subslide"}
+from gradcam_edu.explorer import Explorer
+
+ex = Explorer(model, images[:12], class_names=CLASS_NAMES, layer="layer2.1", method="layercam",
+              methods=[*METHODS, "scorecam"])
+ex
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# * The CAM rules differ only in how A and G are combined: one weight per channel (Grad-CAM,
+#   Grad-CAM++, XGrad-CAM), a weight per position (HiResCAM, LayerCAM), or no gradient at all
+#   (Eigen-CAM, Score-CAM). At the last block several of them coincide.
+# * Whether a method "works in shallow layers" is a measurement: a paired difference against
+#   Grad-CAM **and** a comparison with the baselines and the resolution ceiling.
+# * Integrated Gradients comes with its own check: the attributions must add up to
+#   F(x) - F(x'). Add steps until the completeness error is small; report it.
+# * A sanity check asks whether a map depends on the model. A map that survives the
+#   re-initialisation of the layers it claims to explain explains something else.
+#
+# Next, notebook 05 puts the post's three claims to the test, and shows how to run all of
+# this on your own model and image.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# Checkers come from `gradcam_edu.exercises.nb04`; solutions are in the collapsed cells.
+#
+# **Exercise 1 · LayerCAM by hand.** Write `my_layer_cam(A, G)` returning LayerCAM's raw map
+# `(N, h, w)`, before the final ReLU and scaling.
+
+# %% slideshow={"slide_type": "subslide"}
+from gradcam_edu.exercises.nb04 import check_completeness_error, check_head_blind, check_layer_cam
+
+
+def my_layer_cam(A, G):
+    return (G * A).sum(dim=1)                     # replace with your answer
+
+
+check_layer_cam(my_layer_cam)
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+def my_layer_cam(A, G):
+    return (G.clamp(min=0) * A).sum(dim=1)
+
+
+check_layer_cam(my_layer_cam)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 2 · The completeness check.** Write `completeness_error(attr, f_x, f_base)`:
+# the relative error `|sum of attributions - (F(x) - F(x'))| / |F(x) - F(x')|`, one value
+# per image, for attributions `(N, C, H, W)` and scores `(N,)`.
+
+# %% slideshow={"slide_type": "fragment"}
+def completeness_error(attr, f_x, f_base):
+    return attr.sum(dim=(1, 2, 3)) - (f_x - f_base)          # replace with your answer
+
+
+check_completeness_error(completeness_error)
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+def completeness_error(attr, f_x, f_base):
+    delta = f_x - f_base
+    return (attr.sum(dim=(1, 2, 3)) - delta).abs() / delta.abs()
+
+
+check_completeness_error(completeness_error)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 3 · Blind to the head.** Which of the six methods of section 1 gives *exactly*
+# the same map at `layer4.1` whatever the weights of `fc` are? Answer with its name.
+
+# %% slideshow={"slide_type": "fragment"}
+check_head_blind("gradcam")                       # replace with your answer
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+check_head_blind("eigencam")

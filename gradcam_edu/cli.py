@@ -1,0 +1,488 @@
+"""Command line: Grad-CAM figures outside notebooks.
+
+    python -m gradcam_edu explain IMAGE [--model M] [--layer L] [--target C] [--method X] -o F
+    python -m gradcam_edu sweep IMAGE [--model M] [--layers L ...] [--methods X ...] -o F
+    python -m gradcam_edu models
+    python -m gradcam_edu layers [--model M]
+
+Every input mistake (unreadable image, unknown model / layer / class / method) ends with a
+one-line message on stderr naming the problem and the valid choices, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+EXIT_USAGE = 2
+SHAPES_PREFIX = "shapes:"
+TORCHVISION_PREFIX = "torchvision:"
+RANDOM_PREFIX = "random:"
+TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50")
+
+EPILOG = """\
+IMAGE is an image file (PNG, JPEG, ...) or shapes:SPLIT:INDEX for image INDEX of the
+generated shapes split (shapes:test:12; shapes:12 means the test split).
+
+MODEL is a shipped model (see `models`: resnet18-shapes, plaincnn-shapes, probes such as
+resnet18-shapes-cut-layer4.0-probe), random:resnet18_narrow or random:plain_cnn (untrained,
+seeded: a sanity-check baseline), or torchvision:resnet18|resnet34|resnet50 with
+--weights imagenet (only when the weight file is already in the local torch cache; nothing
+is downloaded) or --weights random. ImageNet models get ImageNet preprocessing.
+
+examples:
+  python -m gradcam_edu explain shapes:test:12 --layer layer4.1 --target ring -o out.png
+  python -m gradcam_edu explain photo.jpg --model torchvision:resnet18 --target 207 -o dog.png
+  python -m gradcam_edu sweep shapes:test:3 --layers layer1 layer2 layer3 layer4 \\
+      --methods gradcam hirescam layercam -o grid.png
+  python -m gradcam_edu models
+  python -m gradcam_edu layers --model plaincnn-shapes
+"""
+
+
+class CliError(Exception):
+    """A user input problem: printed as one line on stderr, exit code 2."""
+
+
+# ----------------------------------------------------------------------------- models
+@dataclass
+class LoadedModel:
+    """A model with what the command line needs around it."""
+
+    model: nn.Module
+    label: str
+    class_names: list[str]
+    imagenet: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """(3, S, S) image in [0, 1] -> (1, 3, S, S) model input."""
+        from .explorer import imagenet_normalize
+
+        return imagenet_normalize(x[None]) if self.imagenet else x[None]
+
+
+def _model_choices() -> list[str]:
+    from . import weights
+
+    return [*weights.available_models(), *(RANDOM_PREFIX + a for a in _random_archs()),
+            *(TORCHVISION_PREFIX + a for a in TORCHVISION_ARCHS)]
+
+
+def _random_archs() -> list[str]:
+    return ["resnet18_narrow", "plain_cnn"]
+
+
+def _unknown(kind: str, name: str, choices: Sequence[str], limit: int = 60) -> CliError:
+    close = difflib.get_close_matches(name, list(choices), n=4, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    shown = list(choices)[:limit]
+    more = f", ... ({len(choices)} in all)" if len(choices) > limit else ""
+    return CliError(f"unknown {kind} {name!r}; {hint}valid: {', '.join(shown) or '(none)'}"
+                    f"{more}")
+
+
+def load_cli_model(spec: str, weights_kind: str | None = None) -> LoadedModel:
+    """``spec``: a shipped model name, ``random:ARCH`` or ``torchvision:ARCH``."""
+    from . import models, shapes, weights
+
+    if spec.startswith(TORCHVISION_PREFIX):
+        arch = spec[len(TORCHVISION_PREFIX):]
+        if arch not in TORCHVISION_ARCHS:
+            raise _unknown("torchvision model", arch, TORCHVISION_ARCHS)
+        kind = weights_kind or "imagenet"
+        try:
+            model = models.torchvision_resnet(arch, weights=kind)
+        except FileNotFoundError as err:
+            raise CliError(f"{err} Or use --weights random.") from None
+        import torchvision
+
+        enum = getattr(torchvision.models, models._TV_WEIGHTS[arch]).IMAGENET1K_V1
+        return LoadedModel(model, f"{arch} ({kind})", list(enum.meta["categories"]),
+                           imagenet=True)
+    if weights_kind is not None:
+        raise CliError(f"--weights applies to torchvision:ARCH models only, not {spec!r}; "
+                       f"valid: {', '.join(TORCHVISION_PREFIX + a for a in TORCHVISION_ARCHS)}")
+    if spec.startswith(RANDOM_PREFIX):
+        arch = spec[len(RANDOM_PREFIX):]
+        if arch not in _random_archs():
+            raise _unknown("model", spec, _model_choices())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = weights.ARCHITECTURES[arch](num_classes=shapes.NUM_CLASSES).eval()
+        return LoadedModel(model, f"{arch} (random weights)", list(shapes.CLASS_NAMES))
+    if spec not in weights.available_models():
+        raise _unknown("model", spec, _model_choices())
+    try:
+        card = weights.model_card(spec)
+        model = weights.load_model(spec)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        raise CliError(f"model {spec!r} cannot be loaded: {err}") from None
+    names = card.get("classes") or list(shapes.CLASS_NAMES)
+    return LoadedModel(model, spec, [str(n) for n in names])
+
+
+# ----------------------------------------------------------------------------- images
+def load_cli_image(source: str, size: int = 224, imagenet: bool = False) -> tuple[
+        torch.Tensor, str]:
+    """IMAGE argument -> ((3, size, size) float in [0, 1], short description)."""
+    from . import explorer, shapes
+
+    if source.startswith(SHAPES_PREFIX):
+        parts = source[len(SHAPES_PREFIX):].split(":")
+        split, index = ("test", parts[0]) if len(parts) == 1 else (parts[0], parts[-1])
+        if len(parts) > 2 or split not in shapes.SPLITS:
+            raise CliError(f"bad shapes image {source!r}; write shapes:SPLIT:INDEX with SPLIT "
+                           f"one of {', '.join(shapes.SPLITS)} (e.g. shapes:test:12)")
+        if not index.isdigit():
+            raise CliError(f"bad shapes image {source!r}: INDEX must be a non-negative integer "
+                           "(e.g. shapes:test:12)")
+        x = shapes.to_tensor(shapes.render(0, split, int(index)).image)
+        return explorer.fit_tensor(x, size), f"shapes {split} #{index}"
+    try:
+        if imagenet:  # ImageNet evaluation crop: short side 256, centre 224
+            x = _centre(explorer.load_image_file(source, round(size * 256 / 224)), size)
+        else:
+            x = explorer.load_image_file(source, size)
+    except ValueError as err:
+        raise CliError(f"{err} (or use shapes:SPLIT:INDEX)") from None
+    return x, Path(source).name
+
+
+def _centre(x: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[:, top:top + size, left:left + size]
+
+
+# ----------------------------------------------------------------------------- choices
+def _layer_choices(model: nn.Module, inp: torch.Tensor) -> list[str]:
+    from .explorer import default_layers
+
+    return default_layers(model, inp)
+
+
+def check_layers(model: nn.Module, layers: Sequence[str], inp: torch.Tensor) -> None:
+    """Unknown layer names -> CliError with close matches and the valid layers."""
+    modules = dict(model.named_modules())
+    for layer in layers:
+        base = layer.split("#")[0]
+        if not base or base not in modules:
+            close = difflib.get_close_matches(layer, [n for n in modules if n], n=4, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise CliError(f"unknown layer {layer!r}; {hint}valid (main layers; any name of "
+                           f"model.named_modules() works): "
+                           f"{', '.join(_layer_choices(model, inp))}")
+
+
+def check_methods(methods: Sequence[str], allow_score: bool = False) -> None:
+    from .cams import GRADIENT_METHODS
+
+    valid = [*GRADIENT_METHODS, *(["scorecam"] if allow_score else [])]
+    for m in methods:
+        if m not in valid:
+            raise _unknown("method", m, valid)
+
+
+def resolve_target(target: str | None, class_names: Sequence[str], logits: torch.Tensor) -> int:
+    """Class name or index (string) -> index; None -> the top predicted class."""
+    if target is None:
+        return int(logits[0].argmax())
+    if target in class_names:
+        return list(class_names).index(target)
+    lowered = [n.lower() for n in class_names]
+    if target.lower() in lowered:
+        return lowered.index(target.lower())
+    if target.lstrip("-").isdigit():
+        index = int(target)
+        if 0 <= index < len(class_names):
+            return index
+        raise CliError(f"class index {index} out of range; valid: 0 to {len(class_names) - 1} "
+                       f"or a class name ({', '.join(class_names[:10])}"
+                       f"{', ...' if len(class_names) > 10 else ''})")
+    raise _unknown("class", target, class_names, limit=20)
+
+
+def probabilities(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """(1, K) logits -> (K,) probabilities: sigmoid (multi-label) for K <= 20, else softmax."""
+    row = logits.detach()[0].float()
+    return row.sigmoid() if k <= 20 else row.softmax(0)
+
+
+# ----------------------------------------------------------------------------- commands
+def _save(fig, output: str, dpi: int) -> None:
+    path = Path(output)
+    if not path.parent.is_dir():
+        raise CliError(f"cannot write {output!r}: folder {str(path.parent)!r} does not exist")
+    try:
+        fig.savefig(path, dpi=dpi)
+    except (OSError, ValueError) as err:
+        raise CliError(f"cannot write {output!r}: {err}") from None
+
+
+def _capture_maps(loaded: LoadedModel, inp: torch.Tensor, layers: Sequence[str],
+                  methods: Sequence[str], target: str | None):
+    """One capture: (logits, class, {layer: {method: (raw (h, w), map (S, S))}})."""
+    from . import cams
+    from .capture import capture
+
+    size = tuple(inp.shape[-2:])
+    try:
+        with capture(loaded.model, list(layers)) as cap:
+            logits = cap.forward(inp)
+            cls = resolve_target(target, loaded.class_names, logits)
+            cap.backward(cls)
+            out = {}
+            for layer in cap.layer_names:
+                A, G = cap.activations[layer].detach(), cap.gradients[layer]
+                out[layer] = {}
+                for m in methods:
+                    raw = (cams.score_cam(loaded.model, inp, A, cls) if m == "scorecam"
+                           else cams.raw_map(m, A, G))
+                    out[layer][m] = (raw[0], cams.finalize(raw, size)[0])
+    except (ValueError, TypeError) as err:  # e.g. a reused module named without "#k"
+        raise CliError(str(err).replace("\n", " ")) from None
+    return logits.detach(), cls, out
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from matplotlib.figure import Figure
+
+    from . import cams, viz
+
+    check_methods([args.method], allow_score=True)
+    loaded = load_cli_model(args.model, args.weights)
+    image, described = load_cli_image(args.image, imagenet=loaded.imagenet)
+    inp = loaded.model_input(image)
+    layer = args.layer or _layer_choices(loaded.model, inp)[-1]
+    check_layers(loaded.model, [layer], inp)
+    logits, cls, maps = _capture_maps(loaded, inp, [layer], [args.method], args.target)
+    raw, cam = maps[layer][args.method]
+    probs = probabilities(logits, len(loaded.class_names))
+    h, w = raw.shape
+    title = cams.METHOD_TITLES.get(args.method, args.method)
+
+    fig = Figure(figsize=(12.0, 4.4))
+    axes = fig.subplots(1, 3)
+    axes[0].imshow(viz.to_numpy_image(image))
+    axes[0].set_title(f"image: {described}", fontsize=10)
+    shown = axes[1].imshow(viz.overlay(image, cam, alpha=args.alpha), cmap="jet", vmin=0, vmax=1)
+    axes[1].set_title(f"{title} over the image (opacity {args.alpha:g})", fontsize=10)
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.03, label="map (ReLU, min-max)")
+    vmax = float(raw.abs().max()) or 1.0
+    size = image.shape[-1]
+    grid = axes[2].imshow(raw.float().numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                          interpolation="nearest", extent=(0, size, size, 0))
+    axes[2].set_title(f"raw map at the layer's {h}x{w} grid (signed)", fontsize=10)
+    fig.colorbar(grid, ax=axes[2], fraction=0.046, pad=0.03, label="raw value")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    kind = "sigmoid" if len(loaded.class_names) <= 20 else "softmax"
+    fig.suptitle(f"{loaded.label} · {layer} ({h}x{w}) · class {loaded.class_names[cls]} "
+                 f"({kind} {float(probs[cls]):.2f}, logit {float(logits[0, cls]):.2f}) · "
+                 f"{title}", fontsize=11)
+    fig.subplots_adjust(left=0.02, right=0.94, top=0.89, bottom=0.03, wspace=0.3)
+    _save(fig, args.output, args.dpi)
+    print(f"wrote {args.output}: {title} at {layer} ({h}x{w}) for class "
+          f"{loaded.class_names[cls]!r} ({kind} {float(probs[cls]):.3f})")
+    return 0
+
+
+def _block_outputs(model: nn.Module, inp: torch.Tensor) -> list[str]:
+    """Default sweep rows: residual blocks' outputs, else the conv blocks, else the convs."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    from .capture import capturable_layers
+
+    names = capturable_layers(model, inp)
+    modules = dict(model.named_modules())
+    blocks = [n for n in names if isinstance(modules[n.split("#")[0]], BasicBlock | Bottleneck)]
+    if blocks:
+        return blocks
+    convs = [n for n in names
+             if any(isinstance(c, nn.Conv2d) for c in modules[n.split("#")[0]].children())]
+    return convs or [n for n in names if isinstance(modules[n.split("#")[0]], nn.Conv2d)]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from matplotlib import pyplot as plt
+
+    from . import cams, viz
+
+    check_methods(args.methods)
+    loaded = load_cli_model(args.model, args.weights)
+    image, described = load_cli_image(args.image, imagenet=loaded.imagenet)
+    inp = loaded.model_input(image)
+    layers = args.layers or _block_outputs(loaded.model, inp)
+    check_layers(loaded.model, layers, inp)
+    logits, cls, maps = _capture_maps(loaded, inp, layers, args.methods, args.target)
+    probs = probabilities(logits, len(loaded.class_names))
+    grid = {f"{layer} ({raw.shape[0]}x{raw.shape[1]})":
+            {cams.METHOD_TITLES.get(m, m): maps[layer][m][1] for m in args.methods}
+            for layer in maps for raw in [maps[layer][args.methods[0]][0]]}
+    title = (f"{loaded.label} · {described} · class {loaded.class_names[cls]} "
+             f"({float(probs[cls]):.2f}) · one forward, one backward")
+    fig = viz.plot_grid(image, grid, alpha=args.alpha, title=title)
+    try:
+        _save(fig, args.output, args.dpi)
+    finally:
+        plt.close(fig)
+    print(f"wrote {args.output}: {len(maps)} layers x {len(args.methods)} methods for class "
+          f"{loaded.class_names[cls]!r}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import models, weights
+
+    names = weights.available_models()
+    print(f"shipped models ({weights.data_dir()}):")
+    if not names:
+        print("  (none yet: the data folder holds no model card)")
+    for name in names:
+        try:
+            card = weights.model_card(name)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"  {name:<40} (card unreadable: {err})")
+            continue
+        held = card.get("held_out", {})
+        score = (f"test exact-match {held['exact_match']:.3f}, mAP {held['mAP']:.3f} "
+                 f"({held.get('n_images', '?')} images)" if "exact_match" in held
+                 else "no held-out score in the card")
+        print(f"  {name:<40} {card.get('architecture', '?').split(':')[-1]:<18} {score}")
+    print("untrained (seeded random weights, a sanity-check baseline):")
+    for arch in _random_archs():
+        print(f"  {RANDOM_PREFIX + arch}")
+    print("torchvision (ImageNet weights only from the local torch cache, never downloaded):")
+    for arch in TORCHVISION_ARCHS:
+        path = models.imagenet_weight_path(arch)
+        state = "present" if path.is_file() else f"absent ({path})"
+        print(f"  {TORCHVISION_PREFIX + arch:<24} imagenet weights {state}")
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from .capture import capturable_layers
+
+    loaded = load_cli_model(args.model, args.weights)
+    inp = loaded.model_input(torch.zeros(3, 224, 224))
+    main = set(_layer_choices(loaded.model, inp))
+    names = capturable_layers(loaded.model, inp) if args.all else sorted(
+        main, key=capturable_layers(loaded.model, inp).index)
+    shapes = _output_shapes(loaded.model, inp, names)
+    for name in names:
+        print(f"{name:<32} {shapes[name]}")
+    return 0
+
+
+def _output_shapes(model: nn.Module, inp: torch.Tensor, names: Sequence[str]) -> dict:
+    from .capture import capture
+
+    with capture(model, list(names)) as cap, torch.no_grad():
+        cap.forward(inp)
+        return {n: "x".join(str(s) for s in cap.activations[n].shape[1:]) for n in names}
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
+    from .cams import GRADIENT_METHODS
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=fmt, epilog=EPILOG,
+        description="Grad-CAM figures from the command line: one layer and method "
+                    "(explain), a layers x methods grid (sweep), the shipped models "
+                    "(models) and a model's layers (layers).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    methods = ", ".join(GRADIENT_METHODS)
+
+    def common(p: argparse.ArgumentParser, with_image: bool = True) -> None:
+        if with_image:
+            p.add_argument("image", metavar="IMAGE",
+                           help="image file, or shapes:SPLIT:INDEX (e.g. shapes:test:12)")
+        p.add_argument("--model", default="resnet18-shapes",
+                       help="shipped model name, random:ARCH or torchvision:ARCH "
+                            "(default: resnet18-shapes; see the `models` command)")
+        p.add_argument("--weights", choices=("imagenet", "random"), default=None,
+                       help="for torchvision:ARCH only (default: imagenet, from the local "
+                            "cache only)")
+
+    def figure(p: argparse.ArgumentParser, default_out: str) -> None:
+        p.add_argument("--target", default=None,
+                       help="class name or index to explain (default: the top predicted "
+                            "class)")
+        p.add_argument("-o", "--output", default=default_out,
+                       help=f"output PNG file (default: {default_out})")
+        p.add_argument("--alpha", type=float, default=0.5,
+                       help="opacity of the map over the image, 0 to 1 (default: 0.5)")
+        p.add_argument("--dpi", type=int, default=100, help="figure resolution (default: 100)")
+
+    p = sub.add_parser(
+        "explain", formatter_class=fmt, epilog=EPILOG,
+        help="one layer, one method: image, map over the image, raw map with colour bar",
+        description="Write a figure: the image, the map over it and the raw map at the "
+                    "layer's own grid with its colour bar; the title names the model, layer, "
+                    "class, score and method.")
+    common(p)
+    p.add_argument("--layer", default=None,
+                   help="layer name as in model.named_modules(), name#k for a reused module "
+                        "(default: the last conv/block output before the head)")
+    p.add_argument("--method", default="gradcam",
+                   help=f"one of {methods}, scorecam (default: gradcam)")
+    figure(p, "explain.png")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "sweep", formatter_class=fmt, epilog=EPILOG,
+        help="a layers x methods grid from one forward and one backward",
+        description="Write a grid figure: one row per layer, one column per method, all "
+                    "maps from ONE forward and ONE backward.")
+    common(p)
+    p.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
+                   help="layers, one row each (default: every residual block's output, or "
+                        "the conv blocks of a plain CNN)")
+    p.add_argument("--methods", nargs="+", default=["gradcam", "hirescam", "layercam"],
+                   metavar="METHOD",
+                   help=f"methods, one column each, from {methods} "
+                        "(default: gradcam hirescam layercam)")
+    figure(p, "sweep.png")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("models", help="list the available models and their held-out scores",
+                       description="List shipped models (with their model card's held-out "
+                                   "accuracy), random baselines and torchvision models.")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("layers", help="list a model's layers and their output shapes",
+                       description="List the layers the explorer and sweep use by default "
+                                   "(convs, blocks, stages), with output shapes at 224x224.")
+    common(p, with_image=False)
+    p.add_argument("--all", action="store_true",
+                   help="every layer with a 4-D output (BN, ReLU calls name#k, pools...)")
+    p.set_defaults(func=cmd_layers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m gradcam_edu`` and ``gradcam-edu``; returns the exit code."""
+    launched = Path(sys.argv[0])
+    prog = ("python -m gradcam_edu" if launched.name == "__main__.py"
+            and launched.parent.name == "gradcam_edu" else "gradcam-edu")
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if getattr(args, "alpha", 0.5) is not None and not 0.0 <= getattr(args, "alpha", 0.5) <= 1:
+        parser.exit(EXIT_USAGE, f"{prog} {args.command}: error: --alpha must be between 0 and "
+                                f"1, got {args.alpha}\n")
+    try:
+        return args.func(args)
+    except CliError as err:
+        print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE

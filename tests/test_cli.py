@@ -1,0 +1,198 @@
+"""The command line, in-process (``main([...])``): figures of the expected size, and one-line
+errors with exit code 2 that name the problem and list the valid choices."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gradcam_edu.__main__ import main
+from gradcam_edu.models import imagenet_weight_path
+
+MODEL = ["--model", "random:resnet18_narrow"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids oversubscription when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def png_file(tmp_path):
+    pic = np.zeros((180, 240, 3), dtype=np.uint8)
+    pic[40:140, 60:160] = (250, 200, 0)
+    path = tmp_path / "pic.png"
+    Image.fromarray(pic).save(path)
+    return path
+
+
+def size_of(path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        img.load()
+        return img.size
+
+
+def fails(capsys, argv, *expected):
+    """Runs ``main(argv)``: exit code 2, one stderr line holding every ``expected`` text."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], err
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- figures
+def test_explain_writes_figure_of_expected_size(tmp_path, capsys):
+    out = tmp_path / "out.png"
+    assert main(["explain", "shapes:test:0", *MODEL, "--layer", "layer4.1", "--target", "ring",
+                 "--method", "gradcam", "-o", str(out)]) == 0
+    assert size_of(out) == (1200, 440)                      # 12 x 4.4 inches at 100 dpi
+    said = capsys.readouterr().out
+    assert "Grad-CAM at layer4.1 (7x7)" in said and "'ring'" in said
+
+
+def test_explain_file_default_layer_target_index_dpi(tmp_path, png_file, capsys):
+    out = tmp_path / "small.png"
+    assert main(["explain", str(png_file), *MODEL, "--target", "2", "--method", "layercam",
+                 "--dpi", "50", "-o", str(out)]) == 0
+    assert size_of(out) == (600, 220)
+    said = capsys.readouterr().out
+    assert "at layer4 (7x7)" in said and "'triangle'" in said
+
+
+def test_sweep_writes_layers_by_methods_grid(tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    assert main(["sweep", "shapes:test:0", *MODEL, "--layers", "layer3", "layer4",
+                 "--methods", "gradcam", "hirescam", "--target", "circle", "-o", str(out)]) == 0
+    # viz.plot_grid: cell 2.2 in, (methods + 1) columns + 0.8 in for the colour bar
+    assert size_of(out) == (round((2.2 * 3 + 0.8) * 100), round(2.2 * 2 * 100))
+    assert "2 layers x 2 methods" in capsys.readouterr().out
+
+
+def test_sweep_default_rows_are_block_outputs(tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    assert main(["sweep", "shapes:val:1", *MODEL, "--methods", "gradcam", "--dpi", "40",
+                 "-o", str(out)]) == 0
+    assert "8 layers x 1 methods" in capsys.readouterr().out
+    assert size_of(out) == (round((2.2 * 2 + 0.8) * 40), round(2.2 * 8 * 40))
+
+
+def test_imagenet_preprocessing_path_with_random_torchvision(tmp_path, png_file, capsys):
+    out = tmp_path / "tv.png"
+    assert main(["explain", str(png_file), "--model", "torchvision:resnet18", "--weights",
+                 "random", "--layer", "layer4", "--dpi", "30", "-o", str(out)]) == 0
+    assert size_of(out) == (360, 132)
+    assert "softmax" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- errors
+def test_bad_image_files(tmp_path, capsys):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"certainly not a PNG")
+    fails(capsys, ["explain", str(junk), *MODEL], "junk.png", "not a readable image",
+          "shapes:SPLIT:INDEX")
+    fails(capsys, ["explain", str(tmp_path / "nothere.jpg"), *MODEL], "nothere.jpg",
+          "does not exist")
+    fails(capsys, ["explain", "shapes:tset:3", *MODEL], "shapes:tset:3", "train, val, test")
+    fails(capsys, ["sweep", "shapes:test:x", *MODEL], "INDEX must be")
+
+
+def test_unknown_layer_lists_close_matches(capsys):
+    line = fails(capsys, ["explain", "shapes:test:0", *MODEL, "--layer", "layer4.2"],
+                 "unknown layer 'layer4.2'", "did you mean", "layer4.1", "valid", "conv1")
+    assert "Traceback" not in line
+    fails(capsys, ["sweep", "shapes:test:0", *MODEL, "--layers", "layer3", "layr4"],
+          "unknown layer 'layr4'", "layer4")
+    # a module that runs twice per forward needs its call index
+    fails(capsys, ["explain", "shapes:test:0", *MODEL, "--layer", "layer4.1.relu"],
+          "layer4.1.relu#0", "layer4.1.relu#1")
+
+
+def test_unknown_class_lists_names(capsys):
+    fails(capsys, ["explain", "shapes:test:0", *MODEL, "--target", "rings"],
+          "unknown class 'rings'", "did you mean ring", "circle, square, triangle")
+    fails(capsys, ["explain", "shapes:test:0", *MODEL, "--target", "6"],
+          "class index 6 out of range", "0 to 5", "circle")
+
+
+def test_unknown_method_lists_methods(capsys):
+    fails(capsys, ["explain", "shapes:test:0", *MODEL, "--method", "gradcam+"],
+          "unknown method 'gradcam+'", "gradcam++", "hirescam", "layercam")
+    fails(capsys, ["sweep", "shapes:test:0", *MODEL, "--methods", "gradcam", "scorecam"],
+          "unknown method 'scorecam'", "eigencam")
+
+
+def test_unknown_model_lists_available(capsys):
+    fails(capsys, ["explain", "shapes:test:0", "--model", "resnet18-shape"],
+          "unknown model 'resnet18-shape'", "random:resnet18_narrow", "torchvision:resnet18")
+    fails(capsys, ["explain", "shapes:test:0", "--model", "torchvision:vgg16"],
+          "unknown torchvision model 'vgg16'", "resnet18, resnet34, resnet50")
+    fails(capsys, ["explain", "shapes:test:0", *MODEL, "--weights", "imagenet"],
+          "--weights applies to torchvision")
+
+
+@pytest.mark.skipif(imagenet_weight_path("resnet18").is_file(),
+                    reason="the ImageNet weights are in the local cache")
+def test_absent_imagenet_weights_say_where(capsys):
+    fails(capsys, ["explain", "shapes:test:0", "--model", "torchvision:resnet18"],
+          "not found", "never", "--weights random")
+
+
+def test_output_folder_missing(tmp_path, capsys):
+    fails(capsys, ["explain", "shapes:test:0", *MODEL, "-o", str(tmp_path / "no" / "x.png")],
+          "does not exist")
+
+
+# ----------------------------------------------------------------------------- help, listings
+def test_help_reads_well(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for word in ("explain", "sweep", "models", "examples:", "shapes:SPLIT:INDEX"):
+        assert word in text
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--layer" in text and "--target" in text and "top predicted" in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain"])                                     # IMAGE missing: argparse
+    assert exit_info.value.code == 2
+
+
+def test_models_and_layers_listings(capsys):
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    assert "random:resnet18_narrow" in text and "torchvision:resnet18" in text
+    assert main(["layers", *MODEL]) == 0
+    text = capsys.readouterr().out
+    assert "layer4.1.conv2" in text and "128x7x7" in text and "bn1" not in text
+
+
+def test_module_entry_point_error_without_traceback(tmp_path):
+    """One real process: ``python -m gradcam_edu`` exits 2 with a one-line message."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradcam_edu", "explain", str(tmp_path / "none.png"), *MODEL],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("python -m gradcam_edu explain: error:")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_explain_png_is_a_real_figure(tmp_path):
+    out = tmp_path / "fig.png"
+    assert main(["explain", "shapes:test:0", *MODEL, "--dpi", "40", "-o", str(out)]) == 0
+    arr = np.asarray(Image.open(io.BytesIO(out.read_bytes())).convert("RGB"))
+    assert arr.std() > 10                                     # not a blank canvas

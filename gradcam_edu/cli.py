@@ -69,6 +69,11 @@ class LoadedModel:
         return imagenet_normalize(x[None]) if self.imagenet else x[None]
 
 
+def _is_imagenet(spec: str) -> bool:
+    """torchvision models get ImageNet preprocessing (known before the model is loaded)."""
+    return spec.startswith(TORCHVISION_PREFIX)
+
+
 def _model_choices() -> list[str]:
     from . import weights
 
@@ -258,8 +263,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from . import cams, viz
 
     check_methods([args.method], allow_score=True)
+    image, described = load_cli_image(args.image, imagenet=_is_imagenet(args.model))
     loaded = load_cli_model(args.model, args.weights)
-    image, described = load_cli_image(args.image, imagenet=loaded.imagenet)
     inp = loaded.model_input(image)
     layer = args.layer or _layer_choices(loaded.model, inp)[-1]
     check_layers(loaded.model, [layer], inp)
@@ -318,8 +323,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from . import cams, viz
 
     check_methods(args.methods)
+    image, described = load_cli_image(args.image, imagenet=_is_imagenet(args.model))
     loaded = load_cli_model(args.model, args.weights)
-    image, described = load_cli_image(args.image, imagenet=loaded.imagenet)
     inp = loaded.model_input(image)
     layers = args.layers or _block_outputs(loaded.model, inp)
     check_layers(loaded.model, layers, inp)

@@ -41,7 +41,6 @@ from torch import nn
 
 from . import cams
 from .capture import capturable_layers, capture
-from .models import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "Explorer",
@@ -123,6 +122,8 @@ def load_image_file(path, size: int) -> torch.Tensor:
 
 def imagenet_normalize(x: torch.Tensor) -> torch.Tensor:
     """ImageNet mean/std normalisation of images in [0, 1]: (N, 3, H, W) -> (N, 3, H, W)."""
+    from .models import IMAGENET_MEAN, IMAGENET_STD  # torchvision: imported when needed
+
     mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device)[:, None, None]
     std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device)[:, None, None]
     return (x - mean) / std

@@ -569,8 +569,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     then print the accuracy of every variant on the test split."""
     import argparse
 
-    from . import weights
-
     parser = argparse.ArgumentParser(prog="python -m gradcam_edu.truncate",
                                      description=main.__doc__)
     parser.add_argument("--base", default=BASE_MODEL)
@@ -583,13 +581,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     build_probes(args.cuts, args.base, args.train_size, args.test_size, args.seed,
                  args.epochs, save=not args.no_save)
-    if args.no_save:
-        return
-    full = weights.load_model(args.base)
-    probes = {c: load_truncated(probe_name(c, args.base)) for c in args.cuts}
-    rows = variant_accuracy(full, first_images("test", args.test_size), args.cuts, probes)
-    print(format_rows(rows))
+    if not args.no_save:
+        print(format_rows(shipped_variant_accuracy(args.base, args.cuts, args.test_size)))
+
+
+def shipped_variant_accuracy(base: str = BASE_MODEL, cuts: Sequence[str] = STANDARD_CUTS,
+                             test_size: int = 2000) -> list[dict]:
+    """:func:`variant_accuracy` of the shipped base model and its shipped probes on the first
+    ``test_size`` held-out "test" images (those of the base model's card)."""
+    from . import weights
+
+    full = weights.load_model(base)
+    probes = {c: load_truncated(probe_name(c, base)) for c in cuts}
+    return variant_accuracy(full, first_images("test", test_size), cuts, probes)
 
 
 if __name__ == "__main__":
-    main()
+    # run the package's module, not a second copy named __main__ (one TruncatedResNet class)
+    from gradcam_edu.truncate import main as _main
+
+    _main()

@@ -7,10 +7,12 @@ from gradcam_edu import weights
 from gradcam_edu.capture import capture
 from gradcam_edu.models import resnet18_narrow
 from gradcam_edu.truncate import (
+    STANDARD_CUTS,
     TruncatedResNet,
     cut_features,
     cut_points,
     load_truncated,
+    probe_name,
     train_probe,
     train_probes,
     truncate,
@@ -131,3 +133,19 @@ def test_one_feature_pass_serves_every_cut(model, x):
     alone = truncate(model, "layer3.1", head="probe")
     train_probe(alone, (images, y), epochs=5, seed=0)
     assert torch.allclose(shared.fc.weight, alone.fc.weight, atol=1e-6)
+
+
+@pytest.mark.parametrize("cut", STANDARD_CUTS)
+def test_shipped_probe_is_built_on_the_shipped_base(cut):
+    name = probe_name(cut)
+    if name not in weights.available_models():
+        pytest.skip(f"{name} not shipped (python -m gradcam_edu.truncate builds it)")
+    card = weights.model_card(name)
+    assert card["cut"] == cut and card["held_out"]["n_images"] >= 1000
+    base = weights.model_card(card["base_model"])
+    assert card["base_sha256"] == base["sha256"], (
+        f"{name} was trained on another {card['base_model']}; rebuild the probes with "
+        "python -m gradcam_edu.truncate")
+    probe, full = load_truncated(name), weights.load_model(card["base_model"])
+    body = {k: v for k, v in probe.state_dict().items() if not k.startswith("fc.")}
+    assert all(torch.equal(v, full.state_dict()[k]) for k, v in body.items())

@@ -134,14 +134,16 @@ class Scoreboard:
         def ci(r, m):
             return f"{r[m]:.2f} [{r[m + '_lo']:.2f}, {r[m + '_hi']:.2f}]"
 
-        head = (f"{'layer':<18}{'method':<11}{'grid':>7}  {'point':>5}  "
+        lw = max(len(BASELINE), *(len(la) for la in self.layers)) + 2
+        mw = max(len("uniform"), *(len(m) for m in self.methods)) + 2
+        head = (f"{'layer':<{lw}}{'method':<{mw}}{'grid':>7}  {'point':>5}  "
                 f"{'point@' + str(self.tolerance_px) + 'px':<19}{'energy':<19}"
                 f"{'target share':<19}{'ceiling point/@tol/energy':>26}")
         lines = [head]
         for r in self.rows:
             ceiling = (f"{r['ceiling_pointing']:.2f} / {r['ceiling_pointing_tol']:.2f} / "
                        f"{r['ceiling_energy']:.2f}" if "ceiling_energy" in r else "")
-            lines.append(f"{r['layer']:<18}{r['method']:<11}{r['grid']:>7}  "
+            lines.append(f"{r['layer']:<{lw}}{r['method']:<{mw}}{r['grid']:>7}  "
                          f"{r['pointing']:>5.2f}  {ci(r, 'pointing_tol'):<19}"
                          f"{ci(r, 'energy'):<19}{ci(r, 'target_share'):<19}{ceiling:>26}")
         two = int((~torch.isnan(self.baselines["uniform_target_share"])).sum())

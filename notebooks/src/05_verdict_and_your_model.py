@@ -184,18 +184,19 @@ for k, key in enumerate("abc"):
 #
 # * **(a)** With the skip gradients removed, the map at `layer4.1.conv2` does not change at
 #   all: the isolated difference is exactly zero, because no skip lies between that layer and
-#   the score (notebook 02, section 4). Whatever separates `conv2` from the block output comes
-#   from the layer itself: `conv2` (before `bn2`, the addition and the ReLU) holds the
-#   block's increment, not its features.
-# * **(b)** `conv1` against `layer4.1.conv2` is a one-factor comparison; read the sign of its
-#   interval in the table. `conv1`'s map is sharp, because its grid is fine, but it follows
-#   edges and colours, not the class.
-# * **(c)** The post's comparison bundles three changes; cutting alone, at the same layer with
-#   the same head, is the isolated line. Notebook 03's ladder shows which step carries the
-#   difference.
+#   the score (notebook 02, section 4). The block output does beat `conv2` on energy
+#   (+0.068), so the verdict is *confounded*: the gap comes from the layer, not the skip.
+#   `conv2` (before `bn2`, the addition and the ReLU) holds the block's increment, not its
+#   features. On pointing, both layers find the object equally often: *unsupported*.
+# * **(b)** `conv1` against `layer4.1.conv2` changes one factor, and the interval lies below
+#   zero: `conv1` localises *worse*. Its map is sharp because its grid is fine, but it
+#   follows edges and colours, not the class.
+# * **(c)** The post's comparison (+0.237) bundles three changes; cutting alone, at the same
+#   layer with the same head, gives +0.002 with an interval around zero: *confounded*.
+#   Notebook 03's ladder shows that the head and the hooked layer carry the difference.
 #
-# The printed verdicts are the answer of *this* model on *these* images; the rule and the
-# code run unchanged on yours.
+# These verdicts are the answer of *this* model on *these* images; the rule and the code run
+# unchanged on yours.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · Your own image
@@ -274,8 +275,9 @@ ex
 #
 # `capture` and `cams.explain` need nothing but layer names, the strings of
 # `model.named_modules()`. `capturable_layers` lists those with a spatial output, in forward
-# order; the last ones are where a CAM is closest to the decision. Here a MobileNetV3 with
-# random weights (the pipeline runs; the map of a random model means nothing).
+# order; pick the last one that still has a spatial grid (here `features.12`, before the
+# pooling), where a CAM is closest to the decision. The model is a MobileNetV3 with random
+# weights: the pipeline runs, but the map of a random model means nothing.
 
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT

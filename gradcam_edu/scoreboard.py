@@ -155,21 +155,29 @@ class Scoreboard:
 
     def compare(self, a: tuple[str, str] | str, b: tuple[str, str] | str,
                 metric: str = "energy", n_boot: int | None = None,
-                seed: int | None = None) -> dict:
+                seed: int | None = None, other: Scoreboard | None = None) -> dict:
         """Paired difference ``a - b`` of a metric over the same pairs, bootstrapped by image.
 
         ``a``, ``b``: ``(layer, method)`` or a layer name (the first method), or
-        ``("(baseline)", "centre" | "uniform")``. Returns ``{"a", "b", "metric", "difference",
-        "low", "high"}`` (95% interval).
+        ``("(baseline)", "centre" | "uniform")``. ``other``: take ``b`` from another
+        scoreboard run on the same images and classes (e.g. a truncated model's), so that
+        two models are compared pair by pair. Returns ``{"a", "b", "metric", "difference",
+        "low", "high", "pairs"}`` (95% interval; target share: 2-object pairs only).
         """
         if metric not in METRICS:
             raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
-        sa, sb = self._pick(a, metric), self._pick(b, metric)
+        board_b = self if other is None else other
+        if not (torch.equal(self.image_index, board_b.image_index)
+                and torch.equal(self.target_class, board_b.target_class)):
+            raise ValueError("other: the two scoreboards were not run on the same images and "
+                             "classes, so their scores cannot be paired")
+        sa, sb = self._pick(a, metric), board_b._pick(b, metric)
         keep = ~(torch.isnan(sa) | torch.isnan(sb))       # target share: 2-object images
         diff, lo, hi = paired_bootstrap(sa[keep], sb[keep], n_boot or self.n_boot,
                                         self.seed if seed is None else seed,
                                         groups=self.image_index[keep])
-        return {"a": a, "b": b, "metric": metric, "difference": diff, "low": lo, "high": hi}
+        return {"a": a, "b": b, "metric": metric, "difference": diff, "low": lo, "high": hi,
+                "pairs": int(keep.sum())}
 
     def _pick(self, key: tuple[str, str] | str, metric: str) -> torch.Tensor:
         if isinstance(key, str):

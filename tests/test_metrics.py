@@ -226,3 +226,14 @@ def test_scoreboard_rows_and_compare(model):
     assert board.compare("layer4", "conv1", "target_share")["difference"] == pytest.approx(
         float((share - board.scores[("conv1", "gradcam")]["target_share"]).nanmean()))
     assert "layer3.1.conv2" in board.to_text()
+    # two models on the same pairs: a truncated model against the full one
+    from gradcam_edu.truncate import truncate
+
+    cut = truncate(model, "layer4.0")
+    board_cut = scoreboard(cut, x, obj, classes, ["layer4.0"], ["gradcam"], n_boot=100)
+    cmp = board.compare(("layer4", "gradcam"), ("layer4.0", "gradcam"), "pointing_tol",
+                        other=board_cut)
+    assert cmp["pairs"] == 4 and cmp["low"] <= cmp["difference"] <= cmp["high"]
+    with pytest.raises(ValueError, match="other"):
+        board.compare("layer4", "layer4", other=scoreboard(model, x[:2], obj[:2], classes[:2],
+                                                          ["layer4"], ["gradcam"]))

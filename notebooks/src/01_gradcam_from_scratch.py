@@ -42,7 +42,7 @@ from gradcam_edu.shapes import CLASS_NAMES
 
 torch.manual_seed(0)
 torch.set_num_threads(1)   # tiny models; one thread gives the same numbers on every machine
-plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 10})
+plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 10})
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1 · The model and the images
@@ -70,7 +70,7 @@ exact = ((probs > 0.5) == labels.bool()).all(dim=1).float().mean()
 print(f"on the 48 images of this notebook: exact match {exact:.3f}")
 
 # %% slideshow={"slide_type": "subslide"}
-fig, axes = plt.subplots(1, 6, figsize=(12, 2.6))
+fig, axes = plt.subplots(1, 6, figsize=(14, 2.9), layout="constrained")
 for ax, i in zip(axes, range(6), strict=True):
     ax.imshow(viz.to_numpy_image(images[i]))
     truth = ", ".join(CLASS_NAMES[c] for c in classes[i])
@@ -185,23 +185,20 @@ print(f"alpha {tuple(alpha.shape)}, weighted sum {tuple(weighted.shape)}, map {t
 print("max |by hand - cams.finalize(cams.grad_cam(A, G))| < 1e-6:", diff < 1e-6)
 
 # %% slideshow={"slide_type": "subslide"}
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
-axes[0].imshow(viz.to_numpy_image(x))
-axes[0].set_title(f"input: {CLASS_NAMES[classes[0][0]]}")
+fig, axes = plt.subplots(1, 4, figsize=(15, 3.9), layout="constrained")
 vmax = weighted.abs().max().item()
-im = axes[1].imshow(weighted[0], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-axes[1].set_title("2. weighted sum (signed)")
-fig.colorbar(im, ax=axes[1], fraction=0.046, label="sum_k alpha_k A_k")
-im = axes[2].imshow(scaled[0], cmap="jet", vmin=0, vmax=1)
-axes[2].set_title("3-4. ReLU, min-max")
-fig.colorbar(im, ax=axes[2], fraction=0.046, label="map value")
+axes[0].imshow(viz.to_numpy_image(x))
+im1 = axes[1].imshow(weighted[0], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+im2 = axes[2].imshow(scaled[0], cmap="jet", vmin=0, vmax=1)
 axes[3].imshow(viz.overlay(x[0], heat[0]))
-axes[3].set_title("5. upsampled, over the image")
-fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes[3], fraction=0.046, label="map value")
-for ax in axes[1:3]:
-    ax.set_xlabel("column (14 x 14 grid)"), ax.set_ylabel("row")
-for ax in (axes[0], axes[3]):
-    ax.set_xlabel("x (pixels)"), ax.set_ylabel("y (pixels)")
+fig.colorbar(im1, ax=axes[1], shrink=0.85, label="sum_k alpha_k A_k")
+for ax in axes[2:]:
+    fig.colorbar(im2, ax=ax, shrink=0.85, label="map value")
+titles = [f"input: {CLASS_NAMES[classes[0][0]]}", "2. weighted sum (signed)",
+          "3-4. ReLU, min-max", "5. upsampled, over the image"]
+units = ["pixels", "14 x 14 grid cell", "14 x 14 grid cell", "pixels"]
+for ax, title, unit in zip(axes, titles, units, strict=True):
+    ax.set(title=title, xlabel=f"x ({unit})", ylabel=f"y ({unit})")
 fig.suptitle(f"Grad-CAM at {LAYER}, step by step")
 plt.show()
 
@@ -246,7 +243,7 @@ for c, own, other in ((ca, mask_a, mask_b), (cb, mask_b, mask_a)):
     print(f"{CLASS_NAMES[c]:<12}{on_a:>14.2f}{on_b:>14.2f}{shares[c]:>14.2f}")
 
 # %% slideshow={"slide_type": "subslide"}
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(12, 4), layout="constrained")
 axes[0].imshow(viz.to_numpy_image(x2))
 axes[0].contour(mask_a[0].numpy(), levels=[0.5], colors="white", linewidths=1)
 axes[0].contour(mask_b[0].numpy(), levels=[0.5], colors="black", linewidths=1)
@@ -324,7 +321,7 @@ print(f"{n_pairs} (image, class) pairs from {len(images)} images; target share o
 
 # %% slideshow={"slide_type": "subslide"}
 sample_mask = masks[pick][0:1]
-fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
+fig, axes = plt.subplots(1, 5, figsize=(15, 3.5), layout="constrained")
 axes[0].imshow(sample_mask[0].float(), cmap="gray")
 axes[0].set_title("true mask (224 x 224)")
 for ax, g in zip(axes[1:], (56, 28, 14, 7), strict=True):
@@ -342,32 +339,20 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6 · Your turn: the explorer
 #
-# The figure below is a static preview; the cell after it opens the live explorer (it needs
-# a running kernel). Move the **layer** slider from the first block to the last, switch the
-# **class** between the two objects, and try another **method**.
+# The figure below is a static preview (one more two-object image, three layers, three
+# methods); the cell after it opens the live explorer, which needs a running kernel. Move
+# the **layer** slider from the first block to the last, switch the **class** between the
+# two objects, and try another **method**.
 
 # %% slideshow={"slide_type": "subslide"}
-preview = {}
-with capture(model, PLAIN_LAYERS[1::2]) as cap:
-    cap.forward(images[:3])
-    cap.backward(target=[c[0] for c in classes[:3]])
-    for name in PLAIN_LAYERS[1::2]:
-        m = cams.finalize(cams.grad_cam(cap.activations[name].detach(), cap.gradients[name]),
-                          size=(224, 224))
-        for i in range(3):
-            preview.setdefault(name.removeprefix("features."), {})[
-                f"test {i}: {CLASS_NAMES[classes[i][0]]}"] = viz.overlay(images[i], m[i])
-fig, axes = plt.subplots(3, 3, figsize=(8, 8))
-for r, (name, row) in enumerate(preview.items()):
-    for c, (title, img) in enumerate(row.items()):
-        axes[r, c].imshow(img)
-        axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
-        if r == 0:
-            axes[r, c].set_title(title)
-    axes[r, 0].set_ylabel(name)
-fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.7,
-             label="Grad-CAM value")
-fig.suptitle("What the explorer shows: three images, three layers")
+other = next(i for i in range(len(classes)) if i != pick and len(classes[i]) == 2)
+maps = cams.explain(model, images[other:other + 1], PLAIN_LAYERS[1::2], target=classes[other][0],
+                    methods=("gradcam", "hirescam", "layercam"))
+grid = {f"{n.removeprefix('features.')}": {cams.METHOD_TITLES[m]: v[0] for m, v in row.items()}
+        for n, row in maps.items()}
+fig = viz.plot_grid(images[other], grid, cell_size=2.0)
+fig.suptitle(f"What the explorer shows: test image {other}, class "
+             f"'{CLASS_NAMES[classes[other][0]]}', three layers x three methods", y=1.03)
 plt.show()
 
 # %% slideshow={"slide_type": "subslide"}

@@ -272,3 +272,13 @@ def test_score_cam_lazy_and_cached(model, images):
         ex.method_dropdown.value = "scorecam"                    # cached: no new forward
         assert fwd.n == batches
     assert "Score-CAM" in ex.message.value
+
+
+def test_png_bytes_round_trip_and_jpeg_option(model, images):
+    from gradcam_edu.explorer import png_bytes
+
+    arr = (np.random.default_rng(0).random((7, 5, 3)) * 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(arr)))), arr)
+    ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE,
+                  image_format="jpeg")
+    assert png(ex.overlay_image)[:2] == b"\xff\xd8" and ex.overlay_image.format == "jpeg"

@@ -72,7 +72,8 @@ class Scoreboard:
     (metrics: :data:`METRICS`); ``ceilings[layer][metric]`` the resolution ceiling of the
     layer's grid; ``baselines``: ``centre_pointing``, ``centre_pointing_tol``,
     ``centre_energy``, ``uniform_energy``, ``centre_target_share``, ``uniform_target_share``;
-    ``image_index`` / ``target_class`` ``(P,)``: where each pair comes from.
+    ``image_index`` / ``target_class`` ``(P,)``: where each pair comes from (pairs are in
+    image order, then object order, whatever the batch size).
     """
 
     layers: list[str]
@@ -259,7 +260,7 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
                                                    for la in layers for m in methods}
     ceilings: dict[str, dict[str, list]] = {}
     baselines: dict[str, list] = {}
-    image_index, target_class, grids = [], [], {}
+    image_index, slots, target_class, grids = [], [], [], {}
     with capture(model, list(layers)) as cap:
         names = None
         for start in range(0, images.shape[0], batch_size):
@@ -284,6 +285,7 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
                                      else torch.zeros_like(masks[i][0]) for i in rows])
                 two = torch.tensor([len(classes[i]) == 2 for i in rows])
                 image_index += rows
+                slots += [slot] * len(rows)
                 target_class += [classes[i][slot] for i in rows]
                 for k, v in _baselines(mask, other, two, tolerance_px).items():
                     baselines.setdefault(k, []).append(v)
@@ -311,10 +313,17 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
                         out["target_share"].append(
                             _target_share_at_grid(low, adjoints[0], other_adjoint, two))
     order = [la for la in (names or layers) if la in layers]
+    # pairs in (image, object) order, whatever the batch size
+    perm = torch.tensor(sorted(range(len(image_index)),
+                               key=lambda p: (image_index[p], slots[p])), dtype=torch.long)
+
+    def cat(parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(parts)[perm]
+
     return Scoreboard(
         layers=order, methods=list(methods), grids=grids,
-        scores={k: {m: torch.cat(v) for m, v in d.items()} for k, d in per.items()},
-        ceilings={la: {m: torch.cat(v) for m, v in d.items()} for la, d in ceilings.items()},
-        baselines={k: torch.cat(v) for k, v in baselines.items()},
-        image_index=torch.tensor(image_index), target_class=torch.tensor(target_class),
+        scores={k: {m: cat(v) for m, v in d.items()} for k, d in per.items()},
+        ceilings={la: {m: cat(v) for m, v in d.items()} for la, d in ceilings.items()},
+        baselines={k: cat(v) for k, v in baselines.items()},
+        image_index=torch.tensor(image_index)[perm], target_class=torch.tensor(target_class)[perm],
         tolerance_px=tolerance_px, n_boot=n_boot, seed=seed)

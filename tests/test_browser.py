@@ -51,6 +51,7 @@ RENDER_S = 60  # one course notebook until its cells and outputs are displayed
 
 # Text that means an output failed, in any notebook (stderr alone is not an error: tqdm
 # writes its progress bars there).
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 RENDER_ERRORS = re.compile(r"Traceback|Error displaying widget|Javascript Error|"
                            r"No renderer could be found|Error rendering|Failed to load model")
 
@@ -105,6 +106,14 @@ for widget, name in [(ex.layer_slider, "gce-layer"), (ex.class_dropdown, "gce-cl
                      (opacity, "gce-opacity")]:
     widget.add_class(name)
 ex
+""",
+    """
+# run again by the test after its changes: the kernel's view of the widgets
+import json
+
+message = getattr(ex, "message", None)
+print("STATE", json.dumps({**ex.state, "alpha": opacity.value,
+                           "message": message.value if message is not None else ""}))
 """,
 ]
 
@@ -463,14 +472,45 @@ def test_explorer_in_browser(page, lab):
                                          prefer=("LayerCAM", "Layer-CAM", "++", "XGrad"))),
         ("opacity", lambda: _move_slider(page, page.locator(".gce-opacity"))),
     ]
+    chosen = []
     for i, (what, change) in enumerate(steps, start=1):
         old, new = change()
+        chosen.append((old, new))
         state = _wait_image_change(page, img, state, f"changing the {what} ({old} -> {new})")
         _wait_kernel_idle(page, lab, timeout=CHANGE_S)
         state = _image_state(img) or state  # the settled map, for the next comparison
         _raise_on_errors(page)
         _shot(page, f"explorer-{i}-{what}", widget)
     _shot(page, "explorer-5-final")
+
+    # the kernel saw what the browser did: re-run the last cell, which prints ex.state
+    last = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell",
+                        has_text="the kernel's view of the widgets")
+    out = last.locator(".jp-OutputArea-output")
+    before = out.inner_text()
+    last.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    deadline = time.monotonic() + CHANGE_S
+    while out.inner_text() == before and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    _wait_kernel_idle(page, lab, timeout=CHANGE_S)
+    _raise_on_errors(page)
+    line = next((t for t in out.inner_text().splitlines() if t.startswith("STATE ")), None)
+    assert line and out.inner_text() != before, f"no new state printed: {out.inner_text()!r}"
+    kernel = json.loads(line[len("STATE "):])
+    print("kernel state:", kernel)
+    _shot(page, "explorer-6-kernel-state", last)
+    assert "error" not in kernel["message"].lower(), kernel["message"]
+    seen = dict(zip(("layer", "class", "method", "opacity"), chosen, strict=True))
+    layers_moved = seen["layer"]
+    assert kernel["class_name"] == seen["class"][1], (kernel, seen)
+    assert kernel["alpha"] == pytest.approx(float(seen["opacity"][1])), (kernel, seen)
+    method_label = page.locator(".gce-method select").evaluate(
+        "s => s.options[s.selectedIndex].label")
+    assert method_label == seen["method"][1], (method_label, seen)
+    assert kernel["method"] != "gradcam", kernel  # the method left the first one
+    assert int(layers_moved[1]) == page.locator(".gce-layer .noUi-handle").evaluate(
+        "h => Number(h.getAttribute('aria-valuenow'))"), layers_moved
     assert not page.blocked_requests, f"requests outside 127.0.0.1: {page.blocked_requests}"
     print(f"explorer checked in the browser in {time.monotonic() - started:.1f} s")
 
@@ -484,9 +524,23 @@ _CELLS_JS = """() => Array.from(
     images: Array.from(c.querySelectorAll('.jp-OutputArea-output img'),
                        (i) => ({ok: i.complete && i.naturalWidth > 0, src: i.src.slice(0, 40)})),
     math_errors: c.querySelectorAll('mjx-merror, .MathJax_Error').length,
+    widgets: c.querySelectorAll('.jp-OutputArea-output .jupyter-widgets').length,
+    output_text: Array.from(c.querySelectorAll('.jp-OutputArea-output'), (o) => o.innerText)
+                      .join('\\n'),
+    output_html: Array.from(c.querySelectorAll('.jp-OutputArea-output'), (o) => o.outerHTML)
+                      .join('').slice(0, 400),
     errors: Array.from(c.querySelectorAll('.jp-OutputArea-output'), (o) => o.innerText)
                  .filter((t) => PATTERN.test(t)).map((t) => t.slice(0, 2000)),
   }))""".replace("PATTERN", "/" + RENDER_ERRORS.pattern + "/")
+
+
+def _widget_fallback(cell) -> str:
+    """The start of a widget output's text/plain, which JupyterLab shows instead of the widget
+    in a notebook that is not trusted (a fresh clone's notebooks are not)."""
+    for o in cell.get("outputs", []):
+        if WIDGET_MIME in o.get("data", {}):
+            return str(o["data"].get("text/plain", "")).split("\n")[0][:40]
+    return ""
 
 
 def _raises_on_purpose(cell) -> bool:
@@ -508,12 +562,18 @@ def test_notebook_renders(page, lab, notebook):
                         f"{stored[0].get('evalue')}", pytrace=False)
     _open(page, lab, notebook.name)
     expected = [(c.cell_type, len(c.get("outputs", [])) > 0) for c in nb.cells]
+    with_widgets = [any(WIDGET_MIME in o.get("data", {}) for o in c.get("outputs", []))
+                    for c in nb.cells]
+    fallbacks = [_widget_fallback(c) for c in nb.cells]
     deadline = time.monotonic() + RENDER_S
     while True:  # cells attach, outputs and images load, widgets render from saved state
         cells = page.evaluate(_CELLS_JS)
         got = [(c["kind"], c["outputs"] > 0) for c in cells]
         images_ok = all(i["ok"] for c in cells for i in c["images"])
-        if (got == expected and images_ok) or time.monotonic() > deadline:
+        widgets_ok = len(cells) == len(nb.cells) and all(
+            c["widgets"] or c["errors"] or (f and f in c["output_text"])
+            for c, w, f in zip(cells, with_widgets, fallbacks, strict=True) if w)
+        if (got == expected and images_ok and widgets_ok) or time.monotonic() > deadline:
             break
         page.wait_for_timeout(300)
     page.wait_for_timeout(1000)  # MathJax typesets asynchronously; widgets restore
@@ -523,6 +583,9 @@ def test_notebook_renders(page, lab, notebook):
     figures = page.locator(".jp-OutputArea-output:has(img)")
     for k in range(min(figures.count(), 2)):
         _shot(page, f"notebook-{stem}-figure-{k + 1}", figures.nth(k))
+    widget_outputs = page.locator(".jp-OutputArea-output:has(.jupyter-widgets)")
+    for k in range(min(widget_outputs.count(), 2)):
+        _shot(page, f"notebook-{stem}-widget-{k + 1}", widget_outputs.nth(k))
     assert len(cells) == len(nb.cells), (
         f"{notebook.name}: {len(cells)} cells displayed, {len(nb.cells)} in the file")
     problems = []
@@ -537,6 +600,11 @@ def test_notebook_renders(page, lab, notebook):
         broken = [im["src"] for im in cell["images"] if not im["ok"]]
         if broken:
             problems.append(f"{where}: images that do not decode: {broken}")
+        if with_widgets[i] and not cell["widgets"] and not (
+                fallbacks[i] and fallbacks[i] in cell["output_text"]):
+            saved = "saved" if "widgets" in nb.metadata else "NOT saved"
+            problems.append(f"{where}: its widget is not displayed (widget state {saved} "
+                            f"in the notebook's metadata); shown: {cell['output_html']!r}")
         if cell["math_errors"]:
             problems.append(f"{where}: {cell['math_errors']} LaTeX errors shown")
         if cell["errors"] and not _raises_on_purpose(nb.cells[i]):

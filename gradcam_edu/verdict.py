@@ -135,20 +135,19 @@ def judge(cause: str, source: Comparison, isolated: Comparison | None = None,
                          f"changes {isolated.changed}")
     if not math.isfinite(margin) or margin < 0:
         raise ValueError(f"margin: expected a finite number >= 0, got {margin}")
-    iso = (f"{cause} alone ({isolated.label or 'isolated'}): {isolated.text()} "
-           f"{isolated.metric}")
+    iso = f"{cause} alone: {isolated.text()}"
     if isolated.shows_effect(margin):
         return "supported", f"{iso}, the interval lies above {margin:g}."
     how = "the opposite holds" if isolated.high < -margin else "no measurable effect"
     if isolated is source:
-        return "unsupported", f"{iso}: {how}."
-    src = f"as the post compared ({source.label or 'source'}): {source.text()}"
+        return "unsupported", f"{iso}, {how}."
+    src = f"the source comparison ({source.text()})"
     others = [f for f in source.changed if f != cause]
     if source.shows_effect(margin):
-        return "confounded", (f"{iso}: {how}; {src} is real, so it comes with the other "
+        return "confounded", (f"{iso}, {how}; {src} is real, so it comes with the other "
                               f"change(s): {', '.join(others) or 'other factors'}.")
     src_how = "the opposite" if source.high < -margin else "no measurable effect"
-    return "unsupported", f"{iso}: {how}; {src}: {src_how} either."
+    return "unsupported", f"{iso}, {how}; {src} shows {src_how} either."
 
 
 @dataclass
@@ -182,21 +181,28 @@ STATEMENTS = {
 """The three claims of the source post, in the course's words."""
 
 
-def format_claims(claims: Sequence[Claim]) -> str:
-    """A plain-text report: per claim its comparisons (3 decimals), the verdict and reason."""
+def format_claims(claims: Sequence[Claim], width: int = 96) -> str:
+    """A plain-text report, lines at most ``width`` characters: per claim its comparisons
+    (difference and 95% interval, 3 decimals; the factors they change), the verdict and the
+    reason."""
+    import textwrap
+
     lines = []
     for c in claims:
-        lines.append(f"({c.key}) {c.statement}")
+        lines += textwrap.wrap(f"({c.key}) {c.statement}", width, subsequent_indent="    ")
         for comp in c.comparisons():
             kind = "isolated" if comp is c.isolated else (
-                "source  " if c.isolated is not None else "one factor")
-            lines.append(f"    {kind:<10} {comp.label:<46} {comp.metric} {comp.text()}  "
-                         f"changes: {', '.join(comp.changed)}")
-        lines.append(f"    verdict: {c.verdict.upper()}: {c.reason}")
+                "source" if c.isolated is not None else "one factor")
+            lines.append(f"    {kind:<11}{comp.label:<40} {comp.text()}")
+            lines.append(f"    {'':<11}changes: {', '.join(comp.changed)}")
+        lines += textwrap.wrap(f"verdict: {c.verdict.upper()}. {c.reason}", width,
+                               initial_indent="    ", subsequent_indent="      ")
     if claims:
         first = claims[0].source
-        lines.append(f"{first.pairs} (image, class) pairs from {first.images} images; 95% "
-                     "intervals: paired bootstrap over images")
+        lines += textwrap.wrap(
+            f"{first.metric}: mean paired difference X - Y over {first.pairs} (image, class) "
+            f"pairs from {first.images} images; 95% intervals: paired bootstrap over images",
+            width)
     return "\n".join(lines)
 
 

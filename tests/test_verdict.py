@@ -145,7 +145,8 @@ def test_claim_computes_its_verdict_and_formats():
     assert c.verdict in VERDICTS and c.verdict == "unsupported"
     text = format_claims([c])
     assert "(b) conv1 is clearer" in text and "UNSUPPORTED" in text
-    assert "one factor" in text and "60 (image, class) pairs" in text
+    assert "one factor" in text and "60 (image, class)" in text
+    assert max(len(line) for line in text.splitlines()) <= 96
 
 
 # ----------------------------------------------------------------------------- model variants

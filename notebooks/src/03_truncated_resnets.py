@@ -53,6 +53,29 @@ torch.manual_seed(0)
 torch.set_num_threads(1)   # tiny models; one thread gives the same numbers on every machine
 plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 10})
 
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+# Figure helper (plotting only): one row per image, the image with its mask's outline, then
+# one map per column over the image, and a shared colour bar.
+def map_rows(rows, col_titles, title, image_title="image (white: target mask)", size=2.2):
+    """rows: (label, image (3, H, W), mask (H, W) bool, [maps (H, W) in [0, 1]])."""
+    fig, axes = plt.subplots(len(rows), len(col_titles) + 1, squeeze=False,
+                             figsize=(size * (len(col_titles) + 1) + 1, size * len(rows) + 0.6))
+    for r, (label, image, mask, maps) in enumerate(rows):
+        axes[r, 0].imshow(viz.to_numpy_image(image))
+        axes[r, 0].contour(mask.numpy(), levels=[0.5], colors="white", linewidths=1)
+        axes[r, 0].set_ylabel(label, fontsize=9)
+        for c, heat in enumerate(maps, start=1):
+            axes[r, c].imshow(viz.overlay(image, heat))
+    for c, t in enumerate([image_title, *col_titles]):
+        axes[0, c].set_title(t, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.8,
+                 label="Grad-CAM value (0 to 1)")
+    fig.suptitle(title)
+    plt.show()
+
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1 · The model, the images, and what the post changed
 #
@@ -200,26 +223,15 @@ print("\n".join(lines))
 # comparison, D - A = +0.237, credits truncation with what the head and the layer did.
 
 # %% slideshow={"slide_type": "subslide"}
-idx = [i for i in range(N_IMAGES) if len(classes[i]) == 1][:2]
 models_by_key = {"full": model, "random fc": random_head(model, seed=0),
                  "cut-layer4.0-original": cut}
-fig, axes = plt.subplots(len(idx), 5, figsize=(13, 2.8 * len(idx)), squeeze=False)
-for r, i in enumerate(idx):
-    axes[r, 0].imshow(viz.to_numpy_image(images[i]))
-    axes[r, 0].contour(masks[i][0].numpy(), levels=[0.5], colors="white", linewidths=1)
-    axes[r, 0].set_ylabel(f"test {i}: {CLASS_NAMES[classes[i][0]]}")
-    for c, (name, key, layer) in enumerate(steps, start=1):
-        heat = cams.explain(models_by_key[key], images[i:i + 1], [layer], classes[i][0])
-        axes[r, c].imshow(viz.overlay(images[i], heat[layer]["gradcam"][0]))
-        if r == 0:
-            axes[r, c].set_title(f"{name}: {key}\n{layer}", fontsize=9)
-for ax in axes.ravel():
-    ax.set_xticks([]), ax.set_yticks([])
-axes[0, 0].set_title("image (white: true mask)", fontsize=9)
-fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.8,
-             label="Grad-CAM value (0 to 1)")
-fig.suptitle("The ladder A to D on two test images (columns: one change each)")
-plt.show()
+rows = []
+for i in [i for i in range(N_IMAGES) if len(classes[i]) == 1][:2]:
+    maps = [cams.explain(models_by_key[key], images[i:i + 1], [layer], classes[i][0])
+            [layer]["gradcam"][0] for _, key, layer in steps]
+    rows.append((f"test {i}: {CLASS_NAMES[classes[i][0]]}", images[i], masks[i][0], maps))
+map_rows(rows, [f"{name}: {key}\n{layer}" for name, key, layer in steps],
+         "The ladder A to D on two test images (each column: one more change)")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5 · Cut deeper, and give the cut its own head
@@ -288,53 +300,30 @@ print("\n".join(lines))
 # match 0.620 and 0.287).
 
 # %% slideshow={"slide_type": "subslide"}
-two_idx = [i for i in range(N_IMAGES) if len(classes[i]) == 2][:2]
-fig, axes = plt.subplots(len(two_idx), len(variants) + 1,
-                         figsize=(2.0 * (len(variants) + 1), 2.2 * len(two_idx)), squeeze=False)
-for r, i in enumerate(two_idx):
-    axes[r, 0].imshow(viz.to_numpy_image(images[i]))
-    axes[r, 0].contour(masks[i][0].numpy(), levels=[0.5], colors="white", linewidths=1)
-    axes[r, 0].set_ylabel(f"test {i}\nmap for: {CLASS_NAMES[classes[i][0]]}", fontsize=9)
-    for c, (name, m, layer) in enumerate(variants, start=1):
-        heat = cams.explain(m, images[i:i + 1], [layer], classes[i][0])[layer]["gradcam"][0]
-        axes[r, c].imshow(viz.overlay(images[i], heat))
-        if r == 0:
-            axes[r, c].set_title(f"{name.replace('-original', '-orig')}\n{layer}", fontsize=8)
-for ax in axes.ravel():
-    ax.set_xticks([]), ax.set_yticks([])
-axes[0, 0].set_title("image (white: target)", fontsize=8)
-fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.8,
-             label="Grad-CAM value (0 to 1)")
-fig.suptitle("Grad-CAM at the last block of each variant (2-object images)")
-plt.show()
+rows = []
+for i in [i for i in range(N_IMAGES) if len(classes[i]) == 2][:2]:
+    maps = [cams.explain(m, images[i:i + 1], [layer], classes[i][0])[layer]["gradcam"][0]
+            for _, m, layer in variants]
+    rows.append((f"test {i}\nmap for: {CLASS_NAMES[classes[i][0]]}", images[i], masks[i][0],
+                 maps))
+map_rows(rows, [f"{n.replace('-original', '-orig')}\n{la}" for n, _, la in variants],
+         "Grad-CAM at the last block of each variant (2-object images)", size=2.0)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6 · Your turn: the explorer on a cut model
 #
 # The live explorer below holds the `layer3.1` probe: a ResNet cut after `layer3.1` with a
-# retrained head. The static figure is what it shows at its last block and inside it, for
-# the first test images. In the explorer, move the **layer** slider through `layer3.1`'s
+# retrained head. The static figure is what it shows inside its last block and at its
+# output, for the first test images (the map of each image's first object). In the explorer, move the **layer** slider through `layer3.1`'s
 # convolutions and compare with the same images in notebook 02's full model.
 
 # %% slideshow={"slide_type": "subslide"}
 preview_layers = ["layer3.1.conv1", "layer3.1.conv2", "layer3.1"]
-preview = {}
-for layer in preview_layers:
-    heat = cams.explain(probe, images[:3], [layer], [c[0] for c in classes[:3]])
-    preview[layer] = {f"test {i}: {CLASS_NAMES[classes[i][0]]}": heat[layer]["gradcam"][i]
-                      for i in range(3)}
-fig, axes = plt.subplots(3, 3, figsize=(8, 8))
-for r, (layer, row) in enumerate(preview.items()):
-    for c, (title, heat) in enumerate(row.items()):
-        axes[r, c].imshow(viz.overlay(images[c], heat))
-        axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
-        if r == 0:
-            axes[r, c].set_title(title)
-    axes[r, 0].set_ylabel(layer)
-fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.7,
-             label="Grad-CAM value (0 to 1)")
-fig.suptitle("cut-layer3.1-probe: inside the last block and at its output")
-plt.show()
+heat = cams.explain(probe, images[:3], preview_layers, [c[0] for c in classes[:3]])
+map_rows([(f"test {i}: {CLASS_NAMES[classes[i][0]]}", images[i], masks[i][0],
+           [heat[layer]["gradcam"][i] for layer in preview_layers]) for i in range(3)],
+         preview_layers, "cut-layer3.1-probe: inside its last block (conv1, conv2) and at its "
+         "output")
 
 # %% slideshow={"slide_type": "subslide"}
 from gradcam_edu.explorer import Explorer

@@ -47,6 +47,30 @@ N_IMAGES = 64
 images, masks, classes = shapes_sample(N_IMAGES, split="test")
 first = [c[0] for c in classes]            # one target class per image: its first object
 
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+# Figure helper (plotting only): images with their mask outline, pixel attributions (magma)
+# and a Grad-CAM map (jet), one row per image, one colour bar per kind of map.
+def show_attributions(x, masks_, labels, panels, cam):
+    n, k = x.shape[0], len(panels)
+    fig, axes = plt.subplots(n, k + 2, figsize=(2.6 * (k + 2), 2.7 * n), squeeze=False)
+    for r in range(n):
+        axes[r, 0].imshow(viz.to_numpy_image(x[r]))
+        axes[r, 0].set_ylabel(labels[r])
+        for c, (name, heat) in enumerate([*panels.items(), ("Grad-CAM layer4.1", cam)], 1):
+            axes[r, c].imshow(heat[r], cmap="magma" if c <= k else "jet", vmin=0, vmax=1)
+            axes[0, c].set_title(name)
+        for ax in axes[r]:
+            ax.contour(masks_[r].numpy(), levels=[0.5], colors="white", linewidths=0.8)
+            ax.set_xticks([]), ax.set_yticks([])
+    axes[0, 0].set_title("image (white: mask)")
+    fig.colorbar(plt.cm.ScalarMappable(cmap="magma"), ax=axes[:, 1:k + 1].ravel().tolist(),
+                 shrink=0.8, label="|attribution| / 99th percentile")
+    fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes[:, k + 1].tolist(), shrink=0.8,
+                 label="Grad-CAM value")
+    fig.suptitle("Pixel attributions (|value| summed over colour channels) and Grad-CAM")
+    plt.show()
+
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1 · The CAM family in plain tensor code
 #
@@ -56,7 +80,6 @@ first = [c[0] for c in classes]            # one target class per image: its fir
 # papers: the table in `gradcam_edu/cams.py`.) We capture `layer3.1` once and write each rule.
 
 # %% slideshow={"slide_type": "subslide"}
-# NBVAL_CHECK_OUTPUT
 with capture(model, ["layer3.1"]) as cap:
     cap.forward(images[:4])
     cap.backward(first[:4])
@@ -73,6 +96,9 @@ by_hand = {
     "xgradcam": ((G * A / A.sum((2, 3), keepdim=True).clamp(min=1e-7)).sum((2, 3), keepdim=True)
                  * A).sum(1),
 }
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
 # Grad-CAM++: position weights a = G^2 / (2 G^2 + sum(A) G^3), on positive gradients only
 g2, sum_A = G.double() ** 2, A.double().sum((2, 3), keepdim=True)
 a = torch.where(G != 0, g2 / (2 * g2 + sum_A * g2 * G + 1e-6), torch.zeros_like(g2))
@@ -173,7 +199,7 @@ for layer in LAYERS:
 #
 # Score-CAM weights channel k by the class score of the image **masked by A_k** (upsampled
 # and scaled to [0, 1]), softmaxed over channels: one forward per channel, batched. We keep
-# the 24 channels with the largest mean activation and run it on 4 images only.
+# only the channels with the largest mean activation (`max_channels`) and a few images.
 
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT
@@ -212,8 +238,8 @@ print("\n".join(lines))
 # Its attributions must add up to F(x) - F(x') (**completeness**). The integral is a sum
 # over steps; the completeness error tells whether we used enough of them.
 #
-# By hand: the gradient at 129 points of the path, then the trapezoid rule on 4, 8, ...,
-# 128 intervals (every coarser grid is a subset of the finest one).
+# By hand: the gradient at every point of a fine grid on the path, then the trapezoid rule
+# on that grid and on coarser grids taken from it (every other point, every fourth, ...).
 
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT
@@ -227,20 +253,21 @@ for a in alphas.split(43):
     g = attributions.vanilla_gradient(model, path.flatten(0, 1), [t for t in t2 for _ in a])
     path_grads.append(g.unflatten(0, (len(t2), len(a))))
 path_grads = torch.cat(path_grads, dim=1)                     # (2, K + 1, 3, H, W)
+with torch.no_grad():
+    delta = (model(x2) - model(baseline)).gather(1, torch.tensor(t2)[:, None])[:, 0]
+print("F(x) - F(black):", "  ".join(f"{v:.3f}" for v in delta.tolist()))
 
-
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
 def ig_by_hand(steps):
     w = torch.full((steps + 1,), 1.0 / steps)
     w[0] = w[-1] = 0.5 / steps                                # trapezoid weights
     return (x2 - baseline) * torch.einsum("s,nschw->nchw", w, path_grads[:, ::K // steps])
 
 
-with torch.no_grad():
-    delta = (model(x2) - model(baseline)).gather(1, torch.tensor(t2)[:, None])[:, 0]
 packaged = attributions.integrated_gradients(model, x2, t2, baseline=0.0, steps=16)
 print("by hand == attributions.integrated_gradients (16 steps):",
       torch.allclose(ig_by_hand(16), packaged.attributions, atol=1e-5))
-print("F(x) - F(black):", "  ".join(f"{v:.3f}" for v in delta.tolist()))
 STEPS = (4, 8, 16, 32, 64, 128)
 errors = {s_: (ig_by_hand(s_).sum(dim=(1, 2, 3)) - delta).abs() / delta.abs() for s_ in STEPS}
 print(f"{'steps':>6}  relative completeness error |sum(IG) - ΔF| / |ΔF|, per image")
@@ -256,6 +283,7 @@ for j in range(len(t2)):
             label=f"test {j}: {CLASS_NAMES[t2[j]]}")
 ax.axhline(0.01, color="grey", ls="--", label="1% target")
 ax.set_xscale("log", base=2), ax.set_yscale("log")
+ax.set_xticks(STEPS, [str(s_) for s_ in STEPS])
 ax.set_xlabel("integration steps (trapezoid rule)")
 ax.set_ylabel("|sum of attributions - ΔF| / |ΔF|")
 ax.set_title("Integrated Gradients: completeness error against steps")
@@ -280,26 +308,9 @@ def display(attr):
 
 
 panels = {"gradient": display(path_grads[:, -1]), "SmoothGrad": display(smooth),
-          f"IG ({K} steps)": display(ig_by_hand(K)), "Grad-CAM layer4.1": gc}
-fig, axes = plt.subplots(2, 5, figsize=(13, 5.4))
-for r in range(2):
-    axes[r, 0].imshow(viz.to_numpy_image(x2[r]))
-    axes[r, 0].set_ylabel(f"test {r}: {CLASS_NAMES[t2[r]]}")
-    for c, (name, heat) in enumerate(panels.items(), start=1):
-        axes[r, c].imshow(heat[r], cmap="magma" if c < 4 else "jet", vmin=0, vmax=1)
-        if r == 0:
-            axes[r, c].set_title(name)
-    for ax in axes[r]:
-        ax.contour(masks[r][0].numpy(), levels=[0.5], colors="white", linewidths=0.8)
-for ax in axes.ravel():
-    ax.set_xticks([]), ax.set_yticks([])
-axes[0, 0].set_title("image (white: mask)")
-fig.colorbar(plt.cm.ScalarMappable(cmap="magma"), ax=axes[:, 1:4].ravel().tolist(),
-             shrink=0.8, label="|attribution| / 99th percentile")
-fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes[:, 4].tolist(), shrink=0.8,
-             label="Grad-CAM value")
-fig.suptitle("Pixel attributions (|value| summed over colour channels) and Grad-CAM")
-plt.show()
+          f"IG ({K} steps)": display(ig_by_hand(K))}
+show_attributions(x2, [masks[i][0] for i in range(2)],
+                  [f"test {i}: {CLASS_NAMES[t2[i]]}" for i in range(2)], panels, gc)
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # Pixel attributions have the image's resolution, so they can trace edges; they say nothing

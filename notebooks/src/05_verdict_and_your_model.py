@@ -56,6 +56,32 @@ model = weights.load_model("resnet18-shapes")
 N_IMAGES = 64
 images, masks, classes = shapes_sample(N_IMAGES, split="test")
 
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+# Figure helper (plotting only): every comparison of every claim as a point with its 95%
+# interval, coloured by the claim's verdict.
+COLOURS = {"supported": "tab:green", "unsupported": "tab:red", "confounded": "tab:orange"}
+
+
+def forest_plot(claims, xlabel):
+    rows = [(c, comp) for c in claims for comp in c.comparisons()]
+    ys = [i + 0.5 * "abc".index(c.key) for i, (c, _) in enumerate(rows)]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    for y, (c, comp) in zip(ys, rows, strict=True):
+        err = [[comp.difference - comp.low], [comp.high - comp.difference]]
+        ax.errorbar(comp.difference, y, xerr=err, capsize=4, color=COLOURS[c.verdict],
+                    fmt="s" if comp is c.isolated else "o")
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(ys, [f"({c.key}) {'isolated' if comp is c.isolated else 'source'}: "
+                       f"{comp.label}" for c, comp in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.legend(handles=[plt.Line2D([], [], color=col, marker="o", ls="", label=v)
+                       for v, col in COLOURS.items()], title="verdict", fontsize=8,
+              loc="upper right")
+    ax.set_title("The post's claims: paired differences with 95% bootstrap intervals")
+    plt.show()
+
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1 · Three claims, as comparisons
 #
@@ -134,35 +160,7 @@ claims = judge_claims(boards, metric="energy", n_boot=2000, seed=0)
 print(format_claims(claims))
 
 # %% slideshow={"slide_type": "subslide"}
-colours = {"supported": "tab:green", "unsupported": "tab:red", "confounded": "tab:orange"}
-
-
-def _positions(claims):
-    out, y = [], 0.0
-    for c in claims:
-        for _ in c.comparisons():
-            out.append(y)
-            y += 1
-        y += 0.5
-    return out
-
-
-fig, ax = plt.subplots(figsize=(9, 3.8))
-ys = _positions(claims)
-rows = [(c, comp) for c in claims for comp in c.comparisons()]
-for yv, (c, comp) in zip(ys, rows, strict=True):
-    ax.errorbar(comp.difference, yv, xerr=[[comp.difference - comp.low],
-                                           [comp.high - comp.difference]],
-                fmt="s" if comp is c.isolated else "o", color=colours[c.verdict], capsize=4)
-ax.axvline(0, color="grey", lw=1)
-ax.set_yticks(ys, [f"({c.key}) {'isolated' if comp is c.isolated else 'source'}: {comp.label}"
-                   for c, comp in rows], fontsize=8)
-ax.invert_yaxis()
-ax.set_xlabel("energy difference X - Y (positive: as the claim says), 95% CI")
-handles = [plt.Line2D([], [], color=col, marker="o", ls="", label=v) for v, col in colours.items()]
-ax.legend(handles=handles, title="verdict", fontsize=8, loc="upper right")
-ax.set_title("The post's claims: paired differences with 95% bootstrap intervals")
-plt.show()
+forest_plot(claims, "energy difference X - Y (positive: as the claim says), 95% CI")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Does the verdict depend on the score?

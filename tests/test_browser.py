@@ -42,7 +42,8 @@ ARTIFACTS = ROOT / "artifacts" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-proxy-server"]
+                 "--disable-sync", "--disable-quic", "--no-proxy-server",
+                 "--disable-dev-shm-usage"]  # containers: a small /dev/shm crashes tabs
 EXPLORER_NB = "explorer_check.ipynb"
 SERVER_START_S = 90  # JupyterLab answering /api/status
 RUN_ALL_S = 180  # the explorer notebook: kernel start, imports, first map
@@ -255,6 +256,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     _check_browser_available()
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # this run's screenshots only
     base = tmp_path_factory.mktemp("jupyterlab")
     root = base / "root"
     root.mkdir()
@@ -583,9 +585,9 @@ def test_notebook_renders(page, lab, notebook):
     figures = page.locator(".jp-OutputArea-output:has(img)")
     for k in range(min(figures.count(), 2)):
         _shot(page, f"notebook-{stem}-figure-{k + 1}", figures.nth(k))
-    widget_outputs = page.locator(".jp-OutputArea-output:has(.jupyter-widgets)")
-    for k in range(min(widget_outputs.count(), 2)):
-        _shot(page, f"notebook-{stem}-widget-{k + 1}", widget_outputs.nth(k))
+    for k, i in enumerate([i for i, w in enumerate(with_widgets) if w][:2]):
+        _shot(page, f"notebook-{stem}-widget-{k + 1}",
+              page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(i))
     assert len(cells) == len(nb.cells), (
         f"{notebook.name}: {len(cells)} cells displayed, {len(nb.cells)} in the file")
     problems = []

@@ -111,8 +111,9 @@ def main() -> None:
     ds = ShapesDataset("test", args.images, cache=False)
     images = torch.stack([ds[i][0] for i in range(args.images)])  # (N, 3, 224, 224)
     print(f"model: {described}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.images} images 224x224")
+    loadavg = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} "
+          f"CPUs (load average {loadavg}: other jobs share them), {args.images} images 224x224")
 
     # -- latency (gradient cache off: every class change runs its backward)
     ex = explorer_mod.Explorer(model, images, CLASS_NAMES, cache_mb=0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -362,7 +363,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         score = (f"test exact-match {held['exact_match']:.3f}, mAP {held['mAP']:.3f} "
                  f"({held.get('n_images', '?')} images)" if "exact_match" in held
                  else "no held-out score in the card")
-        print(f"  {name:<40} {card.get('architecture', '?').split(':')[-1]:<18} {score}")
+        arch = card.get("architecture", "?").split(":")[-1]
+        if "cut" in card:
+            arch = f"cut after {card['cut']}, {card.get('head', '?')} head"
+        print(f"  {name:<36} {arch:<31} {score}")
     print("untrained (seeded random weights, a sanity-check baseline):")
     for arch in _random_archs():
         print(f"  {RANDOM_PREFIX + arch}")
@@ -401,11 +405,14 @@ def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
     from .cams import GRADIENT_METHODS
 
     fmt = argparse.RawDescriptionHelpFormatter
+
+    def wrap(text: str) -> str:
+        return textwrap.fill(text, 88)
     parser = argparse.ArgumentParser(
         prog=prog, formatter_class=fmt, epilog=EPILOG,
-        description="Grad-CAM figures from the command line: one layer and method "
-                    "(explain), a layers x methods grid (sweep), the shipped models "
-                    "(models) and a model's layers (layers).")
+        description=wrap("Grad-CAM figures from the command line: one layer and method "
+                         "(explain), a layers x methods grid (sweep), the shipped models "
+                         "(models) and a model's layers (layers)."))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     methods = ", ".join(GRADIENT_METHODS)
 
@@ -433,9 +440,9 @@ def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
     p = sub.add_parser(
         "explain", formatter_class=fmt, epilog=EPILOG,
         help="one layer, one method: image, map over the image, raw map with colour bar",
-        description="Write a figure: the image, the map over it and the raw map at the "
-                    "layer's own grid with its colour bar; the title names the model, layer, "
-                    "class, score and method.")
+        description=wrap("Write a figure: the image, the map over it and the raw map at "
+                         "the layer's own grid with its colour bar; the title names the "
+                         "model, layer, class, score and method."))
     common(p)
     p.add_argument("--layer", default=None,
                    help="layer name as in model.named_modules(), name#k for a reused module "
@@ -448,8 +455,8 @@ def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sweep", formatter_class=fmt, epilog=EPILOG,
         help="a layers x methods grid from one forward and one backward",
-        description="Write a grid figure: one row per layer, one column per method, all "
-                    "maps from ONE forward and ONE backward.")
+        description=wrap("Write a grid figure: one row per layer, one column per method, "
+                         "all maps from ONE forward and ONE backward."))
     common(p)
     p.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
                    help="layers, one row each (default: every residual block's output, or "

@@ -83,7 +83,10 @@ class Comparison:
 
     def text(self) -> str:
         """``+0.123 [+0.100, +0.150]``: the difference and its interval, 3 decimals."""
-        return f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+        def fmt(v: float) -> str:
+            return f"{round(v, 3) + 0.0:+.3f}"      # + 0.0: a rounded -0.0 prints as +0.000
+
+        return f"{fmt(self.difference)} [{fmt(self.low)}, {fmt(self.high)}]"
 
 
 def compare(scores_clearer: torch.Tensor, scores_other: torch.Tensor,

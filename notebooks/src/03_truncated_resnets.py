@@ -59,7 +59,8 @@ plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 10})
 def map_rows(rows, col_titles, title, image_title="image (white: target mask)", size=2.2):
     """rows: (label, image (3, H, W), mask (H, W) bool, [maps (H, W) in [0, 1]])."""
     fig, axes = plt.subplots(len(rows), len(col_titles) + 1, squeeze=False,
-                             figsize=(size * (len(col_titles) + 1) + 1, size * len(rows) + 0.6))
+                             figsize=(size * (len(col_titles) + 1) + 1, size * len(rows) + 0.8),
+                             layout="constrained")
     for r, (label, image, mask, maps) in enumerate(rows):
         axes[r, 0].imshow(viz.to_numpy_image(image))
         axes[r, 0].contour(mask.numpy(), levels=[0.5], colors="white", linewidths=1)

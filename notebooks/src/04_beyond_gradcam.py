@@ -338,7 +338,8 @@ print("mean Spearman correlation with the trained model's map (8 images), after 
       "re-initialising every stage down to:")
 print(f"{'stage':<10}" + "".join(f"{cams.METHOD_TITLES[m] + ' ' + la:>22}" for m, la in sanity))
 for k, stage in enumerate(stages):
-    print(f"{stage:<10}" + "".join(f"{rows_[k]['mean']:>22.2f}" for rows_ in sanity.values()))
+    print(f"{stage:<10}" + "".join(f"{round(rows_[k]['mean'], 2) + 0.0:>22.2f}"   # no -0.00
+                                   for rows_ in sanity.values()))
 
 # %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(8, 3.6))

@@ -293,18 +293,25 @@ def raw_panel(raw: torch.Tensor, size: int, cmap: str = "RdBu_r") -> bytes:
 
 def _probability_html(probs: torch.Tensor, names: Sequence[str], selected: int, kind: str,
                       top: int = 10) -> str:
+    """A small table: the ``top`` classes by probability, a bar each, the selected in bold."""
     order = probs.argsort(descending=True)[:top].tolist()
-    rows = [f"<b>{'sigmoid (per class)' if kind == 'sigmoid' else 'softmax'}</b>"]
+    title = "sigmoid, per class" if kind == "sigmoid" else "softmax"
+    rows = []
     for c in order:
         p = float(probs[c])
-        name = html.escape(str(names[c]))
         weight = "bold" if c == selected else "normal"
         rows.append(
-            f"<div style='font-weight:{weight};white-space:nowrap;font-size:12px'>"
-            f"<span style='display:inline-block;width:90px;overflow:hidden'>{name}</span>"
-            f"<span style='display:inline-block;width:{max(1, round(p * 100))}px;height:9px;"
-            f"background:#3b7dd8'></span> {p:.3f}</div>")
-    return "".join(rows)
+            f"<tr style='font-weight:{weight}'>"
+            f"<td style='padding:1px 6px 1px 0'>{html.escape(str(names[c]))}</td>"
+            f"<td style='padding:1px 0;width:104px'><div style='width:{max(1, round(p * 100))}px;"
+            f"height:9px;background:#3b7dd8'></div></td>"
+            f"<td style='padding:1px 0 1px 6px;text-align:right'>{p:.3f}</td></tr>")
+    return (f"<div style='font-size:12px;line-height:1.3'><b>probabilities ({title})</b>"
+            f"<table style='border-collapse:collapse;font-size:12px'>{''.join(rows)}</table></div>")
+
+
+def _caption(text: str) -> str:
+    return f"<div style='font-size:12px;line-height:1.3'>{text}</div>"
 
 
 # ----------------------------------------------------------------------------- the explorer
@@ -461,10 +468,13 @@ class Explorer:
         self.input_image = widgets.Image(format=self.image_format, layout=layout)
         self.overlay_image = widgets.Image(format=self.image_format, layout=layout)
         self.raw_image = widgets.Image(format="png", layout=widgets.Layout(height=f"{d}px"))
-        self.input_caption = widgets.HTML()
-        self.overlay_caption = widgets.HTML()
-        self.raw_caption = widgets.HTML()
-        self.probabilities = widgets.HTML()
+        # fixed two-line captions keep the three images aligned
+        self.input_caption = widgets.HTML(layout=widgets.Layout(width=f"{d}px", height="36px"))
+        self.overlay_caption = widgets.HTML(layout=widgets.Layout(width=f"{d}px",
+                                                                  height="36px"))
+        self.raw_caption = widgets.HTML(layout=widgets.Layout(width=f"{d + 80}px",
+                                                              height="36px"))
+        self.probabilities = widgets.HTML(layout=widgets.Layout(min_width="260px"))
         self.message = widgets.HTML()
         self.widget = widgets.VBox([
             widgets.HBox([self.image_slider, self.upload]),
@@ -635,11 +645,12 @@ class Explorer:
         self.raw_image.value = raw_panel(self._raw, self.display_size)
         title = cams.METHOD_TITLES.get(s["method"], s["method"])
         score = float(self._logits.detach()[0, s["class"]])
-        self.overlay_caption.value = (
-            f"{title} · {html.escape(s['layer'])} ({h}x{w}) · "
+        self.overlay_caption.value = _caption(
+            f"<b>{title}</b> · {html.escape(s['layer'])} ({h}x{w}) · "
             f"{html.escape(s['class_name'])} (logit {score:.2f})")
-        self.raw_caption.value = (f"raw map at {h}x{w}: min {float(self._raw.min()):.3g}, "
-                                  f"max {float(self._raw.max()):.3g}")
+        self.raw_caption.value = _caption(
+            f"raw map at the {h}x{w} grid: min {float(self._raw.min()):.3g}, "
+            f"max {float(self._raw.max()):.3g}")
         if probabilities:
             self.probabilities.value = _probability_html(self._probs, self.class_names,
                                                          s["class"], self.probability_kind)
@@ -652,9 +663,9 @@ class Explorer:
         i = self._index
         top = self._top_class()
         name = self.images.names.get(i, f"image {i}")
-        self.input_caption.value = (f"{html.escape(name)} · top class "
-                                    f"{html.escape(self.class_names[top])} "
-                                    f"({float(self._probs[top]):.2f})")
+        self.input_caption.value = _caption(
+            f"{html.escape(name)} · top class {html.escape(self.class_names[top])} "
+            f"({float(self._probs[top]):.2f})")
 
     def _update(self, grads: bool = False, maps: bool = False, image: bool = False) -> None:
         if image:

@@ -138,8 +138,14 @@ def load_cli_model(spec: str, weights_kind: str | None = None) -> LoadedModel:
 # ----------------------------------------------------------------------------- images
 def load_cli_image(source: str, size: int = 224, imagenet: bool = False) -> tuple[
         torch.Tensor, str]:
-    """IMAGE argument -> ((3, size, size) float in [0, 1], short description)."""
-    from . import explorer, shapes
+    """IMAGE argument -> ((3, size, size) float in [0, 1], short description).
+
+    ``imagenet``: the crop of :func:`gradcam_edu.models.imagenet_preprocess` (short side 256,
+    centre 224), returned un-normalised for display; the model input is normalised again.
+    """
+    from PIL import Image
+
+    from . import explorer, models, shapes
 
     if source.startswith(SHAPES_PREFIX):
         parts = source[len(SHAPES_PREFIX):].split(":")
@@ -150,22 +156,20 @@ def load_cli_image(source: str, size: int = 224, imagenet: bool = False) -> tupl
         if not index.isdigit():
             raise CliError(f"bad shapes image {source!r}: INDEX must be a non-negative integer "
                            "(e.g. shapes:test:12)")
-        x = shapes.to_tensor(shapes.render(0, split, int(index)).image)
-        return explorer.fit_tensor(x, size), f"shapes {split} #{index}"
-    try:
-        if imagenet:  # ImageNet evaluation crop: short side 256, centre 224
-            x = _centre(explorer.load_image_file(source, round(size * 256 / 224)), size)
-        else:
-            x = explorer.load_image_file(source, size)
-    except ValueError as err:
-        raise CliError(f"{err} (or use shapes:SPLIT:INDEX)") from None
-    return x, Path(source).name
-
-
-def _centre(x: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return x[:, top:top + size, left:left + size]
+        pil = Image.fromarray(shapes.render(0, split, int(index)).image)
+        described = f"shapes {split} #{index}"
+    else:
+        try:
+            pil = explorer.open_image_file(source)
+        except ValueError as err:
+            raise CliError(f"{err} (or use shapes:SPLIT:INDEX)") from None
+        described = Path(source).name
+    if not imagenet:
+        return explorer.fit_image(pil, size), described
+    normalised = models.imagenet_preprocess(pil)                     # (3, 224, 224)
+    mean = torch.tensor(models.IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(models.IMAGENET_STD)[:, None, None]
+    return (normalised * std + mean).clamp(0.0, 1.0), described
 
 
 # ----------------------------------------------------------------------------- choices

@@ -52,6 +52,7 @@ __all__ = [
     "fit_tensor",
     "imagenet_normalize",
     "load_image_file",
+    "open_image_file",
 ]
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
@@ -107,19 +108,28 @@ def decode_image(data: bytes, size: int, name: str = "the file") -> torch.Tensor
                          "JPEG image") from None
 
 
-def load_image_file(path, size: int) -> torch.Tensor:
-    """An image file -> float (3, size, size) in [0, 1]; ``ValueError`` (one line) when the
-    file is missing, unreadable or not an image."""
+def open_image_file(path) -> Image.Image:
+    """An image file -> RGB PIL image, fully read; ``ValueError`` (one line) when the file is
+    missing, unreadable or not an image."""
     from pathlib import Path
 
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"image file {str(p)!r} does not exist")
     try:
-        data = p.read_bytes()
-    except OSError as err:
-        raise ValueError(f"image file {str(p)!r} cannot be read ({err.strerror})") from None
-    return decode_image(data, size, name=f"image file {str(p)!r}")
+        with Image.open(p) as img:
+            img.load()
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        reason = str(err).split("\n")[0] or type(err).__name__
+        raise ValueError(f"image file {str(p)!r} is not a readable image ({reason}); choose "
+                         "a PNG or JPEG image") from None
+
+
+def load_image_file(path, size: int) -> torch.Tensor:
+    """An image file -> float (3, size, size) in [0, 1] (short side resized, centre crop);
+    ``ValueError`` (one line) when the file is missing, unreadable or not an image."""
+    return fit_image(open_image_file(path), size)
 
 
 def imagenet_normalize(x: torch.Tensor) -> torch.Tensor:

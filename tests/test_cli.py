@@ -196,3 +196,15 @@ def test_explain_png_is_a_real_figure(tmp_path):
     assert main(["explain", "shapes:test:0", *MODEL, "--dpi", "40", "-o", str(out)]) == 0
     arr = np.asarray(Image.open(io.BytesIO(out.read_bytes())).convert("RGB"))
     assert arr.std() > 10                                     # not a blank canvas
+
+
+def test_imagenet_input_is_imagenet_preprocess(png_file):
+    from gradcam_edu.cli import LoadedModel, load_cli_image
+    from gradcam_edu.models import imagenet_preprocess
+
+    x, described = load_cli_image(str(png_file), imagenet=True)
+    assert x.shape == (3, 224, 224) and described == "pic.png"
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    loaded = LoadedModel(torch.nn.Identity(), "id", ["a"], imagenet=True)
+    expected = imagenet_preprocess(Image.open(png_file))
+    torch.testing.assert_close(loaded.model_input(x)[0], expected, atol=1e-5, rtol=0)

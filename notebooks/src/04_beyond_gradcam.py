@@ -367,9 +367,25 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7 · Your turn: the explorer with every method
 #
-# The static grid of section 2 is what the explorer shows for one image. Below, switch the
+# The static figure shows where the explorer starts: `layer2.1`, the first images, each
+# image's first object, every gradient method. In the live explorer below, switch the
 # **method** (Score-CAM included, computed on demand) and slide through the layers; look for
 # the layers where the methods agree and where they part.
+
+# %% slideshow={"slide_type": "subslide"}
+start = cams.explain(model, images[:3], ["layer2.1"], first[:3], methods=METHODS)["layer2.1"]
+fig, axes = plt.subplots(3, len(METHODS), figsize=(2.1 * len(METHODS) + 1, 6.9),
+                         layout="constrained")
+for r in range(3):
+    for c, m in enumerate(METHODS):
+        axes[r, c].imshow(viz.overlay(images[r], start[m][r]))
+        axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
+        axes[0, c].set_title(cams.METHOD_TITLES[m])
+    axes[r, 0].set_ylabel(f"test {r}: {CLASS_NAMES[first[r]]}")
+fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.8,
+             label="map value (0 to 1)")
+fig.suptitle("layer2.1, every gradient method: the explorer's starting point")
+plt.show()
 
 # %% slideshow={"slide_type": "subslide"}
 from gradcam_edu.explorer import Explorer

@@ -46,7 +46,7 @@ from gradcam_edu.explorer import Explorer, imagenet_normalize, load_image_file
 from gradcam_edu.models import imagenet_weight_path, torchvision_resnet
 from gradcam_edu.scoreboard import shapes_sample
 from gradcam_edu.shapes import CLASS_NAMES
-from gradcam_edu.verdict import STATEMENTS, claim_boards, format_claims, judge_claims
+from gradcam_edu.verdict import claim_boards, format_claims, judge_claims
 
 torch.manual_seed(0)
 torch.set_num_threads(1)   # tiny models; one thread gives the same numbers on every machine
@@ -313,7 +313,8 @@ print("Grad-CAM at features.12:", tuple(heat.shape), "values in [0, 1]:",
 # %% slideshow={"slide_type": "subslide"}
 from gradcam_edu.exercises.nb05 import check_last_block, check_model_input, check_verdict
 
-check_verdict("supported", source=(0.10, 0.05, 0.15), isolated=(0.01, -0.02, 0.04))  # your answer
+answer = "supported"                                    # replace with your answer
+check_verdict(answer, source=(0.10, 0.05, 0.15), isolated=(0.01, -0.02, 0.04))
 
 # %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 check_verdict("confounded", source=(0.10, 0.05, 0.15), isolated=(0.01, -0.02, 0.04))

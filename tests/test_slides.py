@@ -5,6 +5,7 @@ outputs (figures) inside."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,12 @@ def decks(tmp_path_factory) -> Path:
     if not NOTEBOOKS:
         pytest.skip("no course notebooks in notebooks/ yet")
     out = tmp_path_factory.mktemp("slides")
+    src = out / "notebooks"  # a snapshot: notebooks/ may be rebuilt while the test runs
+    src.mkdir()
+    for nb in NOTEBOOKS:
+        shutil.copy2(nb, src / nb.name)
     cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "slides", "--output-dir",
-           str(out), *map(str, NOTEBOOKS)]
+           str(out), *(str(src / nb.name) for nb in NOTEBOOKS)]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert run.returncode == 0, f"nbconvert --to slides failed:\n{run.stderr[-3000:]}"
     return out
@@ -41,7 +46,7 @@ def test_slides_deck(decks, notebook):
     assert text.strip(), f"{deck.name} is empty"
     assert "Reveal.initialize" in text, f"{deck.name} does not start reveal.js"
     sections = len(re.findall(r"<section\b", text))
-    nb = nbformat.read(notebook, as_version=4)
+    nb = nbformat.read(decks / "notebooks" / notebook.name, as_version=4)
     shown = [c for c in nb.cells if _slide_type(c) != "skip"]
     # a new slide or sub-slide opens a <section> (a slide holding sub-slides nests them)
     starts = sum(_slide_type(c) in ("slide", "subslide") for c in shown)

@@ -1,6 +1,9 @@
 """The live explorer's latency and memory, measured in-process (as in the kernel).
 
-    python benchmarks/bench_explorer.py [--threads 2] [--repeats 30] [--updates 500]
+    python benchmarks/bench_explorer.py [--threads 2] [--repeats 30] [--updates 500] [--kernel]
+
+``--kernel`` runs the same measurement inside an IPython kernel (started with nbclient, as
+the notebooks run), where every widget change also sends its comm messages.
 
 Model: the shipped ``resnet18-shapes`` (random-weight ``resnet18_narrow`` when the weights are
 absent; the script says which), 224 x 224 shapes test images, the explorer's default layers
@@ -97,6 +100,22 @@ def cycle(ex: explorer_mod.Explorer, updates: int) -> None:
             ex.alpha_slider.value = round(0.1 + 0.8 * ((u // 5) % 9) / 8, 2)
 
 
+def run_in_kernel(argv: list[str]) -> None:
+    """Run this script with ``argv`` in a fresh IPython kernel (``%run``) and print its
+    output."""
+    import shlex
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    line = " ".join(shlex.quote(a) for a in [os.path.abspath(__file__), *argv])
+    nb.cells = [nbformat.v4.new_code_cell(f"%run {line}")]
+    NotebookClient(nb, timeout=3600, kernel_name="python3").execute()
+    for out in nb.cells[0].outputs:
+        print(out.get("text", ""), end="")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet18-shapes")
@@ -104,13 +123,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--updates", type=int, default=500)
     parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--kernel", action="store_true",
+                        help="measure inside an IPython kernel (widget comms live)")
     args = parser.parse_args()
+    if args.kernel:
+        import sys
+
+        run_in_kernel([a for a in sys.argv[1:] if a != "--kernel"])
+        return
     torch.set_num_threads(args.threads)
 
     model, described = load(args.model)
     ds = ShapesDataset("test", args.images, cache=False)
     images = torch.stack([ds[i][0] for i in range(args.images)])  # (N, 3, 224, 224)
-    print(f"model: {described}")
+    try:
+        get_ipython  # noqa: B018 - defined inside IPython only
+        where = "inside an IPython kernel"
+    except NameError:
+        where = "in a plain Python process (no kernel)"
+    print(f"model: {described}; measured {where}")
     loadavg = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} "
           f"CPUs (load average {loadavg}: other jobs share them), {args.images} images 224x224")
@@ -125,7 +156,7 @@ def main() -> None:
     print(f"{'change':<9}{'median':>8}{'p90':>8}{'max':>8}{'goal':>7}  ok")
     for kind, values in res.items():
         med = statistics.median(values)
-        p90 = statistics.quantiles(values, n=10)[-1]
+        p90 = statistics.quantiles(values, n=10, method="inclusive")[-1]
         print(f"{kind:<9}{med:>8.1f}{p90:>8.1f}{max(values):>8.1f}{goals[kind]:>7}  "
               f"{'yes' if med <= goals[kind] else 'NO'}")
     del ex

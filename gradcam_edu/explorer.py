@@ -151,7 +151,9 @@ def _as_image_tensor(item, size: int) -> torch.Tensor:
         return fit_image(item, size)
     if isinstance(item, np.ndarray):
         arr = item if item.ndim == 3 else np.stack([item] * 3, axis=-1)
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        if not (t.shape[0] in (1, 3) and t.shape[-1] not in (1, 3)):
+            t = t.permute(2, 0, 1)                                  # (H, W, C) -> (C, H, W)
         item = t.float().div_(255.0) if arr.dtype == np.uint8 else t.float()
     if not isinstance(item, torch.Tensor):
         raise TypeError(f"images: expected tensors, arrays or PIL images, got "

@@ -282,3 +282,15 @@ def test_png_bytes_round_trip_and_jpeg_option(model, images):
     ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE,
                   image_format="jpeg")
     assert png(ex.overlay_image)[:2] == b"\xff\xd8" and ex.overlay_image.format == "jpeg"
+
+
+def test_numpy_images_hwc_uint8_and_chw_float(model):
+    from gradcam_edu.explorer import _as_image_tensor
+
+    hwc = (np.random.default_rng(0).random((2, 40, 40, 3)) * 255).astype(np.uint8)
+    chw = hwc.transpose(0, 3, 1, 2).astype(np.float32) / 255
+    a, b = _as_image_tensor(hwc[0], 40), _as_image_tensor(chw[0], 40)
+    assert a.shape == b.shape == (3, 40, 40)
+    torch.testing.assert_close(a, b)
+    ex = Explorer(model, hwc, NAMES, image_size=SIZE, display_size=SIZE, layers=["layer4"])
+    assert ex.current_map.shape == (SIZE, SIZE)

@@ -291,7 +291,7 @@ def browser(lab):
 
 
 @pytest.fixture
-def page(browser, lab):
+def page(browser, lab, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     allowed = urlsplit(lab.url).netloc
     blocked: list[str] = []
@@ -312,9 +312,16 @@ def page(browser, lab):
     pg.on("pageerror", lambda e: console_errors.append(f"page error: {e}"))
     pg.blocked_requests = blocked
     pg.console_errors = console_errors
+    failed_before = request.session.testsfailed
     try:
         yield pg
     finally:
+        if request.session.testsfailed > failed_before:  # the test failed: keep what it saw
+            name = re.sub(r"[^\w.-]+", "_", request.node.name)
+            try:
+                _shot(pg, f"FAILED-{name}")
+            except Exception:  # noqa: BLE001 (a screenshot must not hide the failure)
+                pass
         context.close()
         try:
             lab.stop_kernels()

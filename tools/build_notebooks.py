@@ -20,6 +20,8 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "notebooks" / "src"
 OUT = ROOT / "notebooks"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_TEXT = "(the live explorer: run this cell in JupyterLab to open it)"
 
 
 def build(source: Path, timeout: int = 600) -> float:
@@ -33,6 +35,10 @@ def build(source: Path, timeout: int = 600) -> float:
     seconds = time.perf_counter() - start
     for cell in nb.cells:  # execution counts from 1, no timing metadata: clean diffs
         cell.metadata.pop("execution", None)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_MIME in data:  # shown where the saved widget state cannot be
+                data["text/plain"] = WIDGET_TEXT
     nbformat.write(nb, OUT / f"{source.stem}.ipynb")
     return seconds
 

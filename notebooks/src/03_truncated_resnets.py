@@ -133,7 +133,8 @@ print("module names kept:", [n for n, _ in cut.named_children()])
 # `truncate` keeps the module names, so `"layer4.0.conv1"` names the same convolution in both
 # models. It deep-copies what it keeps: nothing done to `cut` touches `model`. With
 # `head="probe"` it puts a new linear layer on the cut instead, which
-# `truncate.train_probe` fits on the frozen features; the course ships four such probes.
+# `truncate.train_probe` fits on the frozen features; the course ships such probes for
+# several cuts (section 3).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3 · Does the cut model still classify?
@@ -315,8 +316,9 @@ map_rows(rows, [f"{n.replace('-original', '-orig')}\n{la}" for n, _, la in varia
 #
 # The live explorer below holds the `layer3.1` probe: a ResNet cut after `layer3.1` with a
 # retrained head. The static figure is what it shows inside its last block and at its
-# output, for the first test images (the map of each image's first object). In the explorer, move the **layer** slider through `layer3.1`'s
-# convolutions and compare with the same images in notebook 02's full model.
+# output, for the first test images (the map of each image's first object). In the
+# explorer, move the **layer** slider through `layer3.1`'s convolutions and compare with the
+# same images in notebook 02's full model.
 
 # %% slideshow={"slide_type": "subslide"}
 preview_layers = ["layer3.1.conv1", "layer3.1.conv2", "layer3.1"]

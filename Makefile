@@ -43,9 +43,21 @@ endif
 notebooks: $(STAMP_DEV)
 	$(BIN)/python tools/build_notebooks.py $(NB)
 
-# reveal.js slides of every notebook, for lecturers: build/slides/*.slides.html
-slides: $(STAMP_RUN)
-	$(BIN)/jupyter nbconvert --to slides --output-dir build/slides $(NOTEBOOKS)
+# reveal.js slides of every notebook, for lecturers: build/slides/*.slides.html.
+# reveal.js, require.js and jQuery come from npm into build/slides, so the decks work offline.
+SLIDES := build/slides
+SLIDES_JS := reveal.js@4.6.0 requirejs@2.3.7 jquery@3.7.1
+slides: $(STAMP_RUN) $(SLIDES)/node_modules/.installed
+	$(BIN)/jupyter nbconvert --to slides --output-dir $(SLIDES) \
+		--SlidesExporter.reveal_url_prefix=node_modules/reveal.js \
+		--SlidesExporter.require_js_url=node_modules/requirejs/require.js \
+		--SlidesExporter.jquery_url=node_modules/jquery/dist/jquery.min.js $(NOTEBOOKS)
+	@echo "open $(SLIDES)/<notebook>.slides.html in a browser (arrow keys to move)"
+
+$(SLIDES)/node_modules/.installed:
+	mkdir -p $(SLIDES)
+	cd $(SLIDES) && npm install --no-audit --no-fund --silent $(SLIDES_JS)
+	touch $@
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check gradcam_edu tests benchmarks tools

@@ -1,15 +1,18 @@
 """Time the layer scoreboard: 20 layers x 3 gradient methods x 200 images (budget: 90 s).
 
-    python benchmarks/bench_scoreboard.py [--images 200] [--batch-size 16] [--threads 2]
+    python benchmarks/bench_scoreboard.py [--images 200] [--batch-size 16] [--threads 1 2]
 
 Uses the shipped ``resnet18-shapes`` when its weights are in data/, else a random
 ``resnet18_narrow`` (same architecture, same cost). Images: the held-out "test" split,
-rendered before the clock starts. Prints the wall time of ``scoreboard`` and the table.
+rendered before the clock starts. Prints the wall time of ``scoreboard`` (and of the bootstrap
+intervals of its rows) for each torch thread count, side by side on the same images, and the
+machine's load average: on cores shared with other jobs, 2 threads can be slower than 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -33,10 +36,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--table", action="store_true", help="also print the scoreboard table")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     try:
         model, which = weights.load_model("resnet18-shapes"), "resnet18-shapes (trained)"
     except (ValueError, FileNotFoundError):
@@ -45,23 +47,26 @@ def main() -> None:
     t0 = time.perf_counter()
     images, masks, classes = shapes_sample(args.images)
     render_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    board = scoreboard(model, images, masks, classes, LAYERS, METHODS,
-                       batch_size=args.batch_size)
-    compute_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rows = board.rows  # bootstrap intervals
-    rows_s = time.perf_counter() - t0
+    print(f"model: {which}; {args.images} 'test' images; {len(LAYERS)} layers x "
+          f"{len(METHODS)} methods; batch {args.batch_size}; rendering {render_s:.1f} s (not "
+          f"timed); load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        board = scoreboard(model, images, masks, classes, LAYERS, METHODS,
+                           batch_size=args.batch_size)
+        compute_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rows = board.rows  # bootstrap intervals
+        rows_s = time.perf_counter() - t0
+        total = compute_s + rows_s
+        print(f"{threads} thread(s): {len(board.image_index)} (image, class) pairs, "
+              f"{len(rows)} rows: scoreboard {compute_s:.1f} s + intervals {rows_s:.1f} s = "
+              f"{total:.1f} s ({'within' if total <= BUDGET_S else 'OVER'} the "
+              f"{BUDGET_S:.0f} s budget; load average now {os.getloadavg()[0]:.1f})",
+              flush=True)
     if args.table:
         print(board.to_text())
-    total = compute_s + rows_s
-    print(f"model: {which}; {args.images} images -> {len(board.image_index)} (image, class) "
-          f"pairs; {len(LAYERS)} layers x {len(METHODS)} methods; {torch.get_num_threads()} "
-          f"threads, batch {args.batch_size}")
-    print(f"rendering {render_s:.1f} s (not timed); scoreboard {compute_s:.1f} s + "
-          f"bootstrap intervals {rows_s:.1f} s = {total:.1f} s "
-          f"({'within' if total <= BUDGET_S else 'OVER'} the {BUDGET_S:.0f} s budget; "
-          f"{len(rows)} rows)")
 
 
 if __name__ == "__main__":

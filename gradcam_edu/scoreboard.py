@@ -21,6 +21,7 @@ layers are paired (same pairs) and bootstrapped by image
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -102,8 +103,12 @@ class Scoreboard:
     def rows(self) -> list[dict]:
         """One dict per (layer, method), then the baselines: means over pairs, 95% intervals
         of ``pointing_tol`` and ``energy``, and the layer grid's ceiling."""
-        if self._rows is not None:
-            return self._rows
+        if self._rows is None:
+            with _one_thread():
+                self._rows = self._make_rows()
+        return self._rows
+
+    def _make_rows(self) -> list[dict]:
         rows = []
         for layer in self.layers:
             ceiling = {f"ceiling_{k}": float(v.mean()) for k, v in self.ceilings[layer].items()}
@@ -127,7 +132,6 @@ class Scoreboard:
                 mean, lo, hi = self.mean_ci(b[key])
                 row.update({metric: mean, f"{metric}_lo": lo, f"{metric}_hi": hi})
             rows.append(row)
-        self._rows = rows
         return rows
 
     def to_text(self) -> str:
@@ -234,6 +238,47 @@ def _check_inputs(images, masks, classes) -> None:
                              f"(one mask per class in classes[{i}]), got {tuple(m.shape)}")
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Metric ops run on small tensors, a few thousand times per run: in a parallel region
+    each one waits for every thread, which costs more than it gains (badly so when the cores
+    are shared with other jobs). The forward and backward keep all threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _score_layers(cap, layers, methods, local, mask, other, two, size, tolerance_px,
+                  per, ceilings, grids) -> None:
+    """Score the pairs of one backward (images ``local`` of the batch) at every layer and
+    method, appending to ``per``, ``ceilings`` and ``grids``."""
+    by_grid: dict[tuple[int, int], tuple] = {}   # ceiling, U^T mask/ones, U^T other
+    for layer in layers:
+        A = cap.activations[layer].detach()[local]
+        G = cap.gradients[layer][local]
+        grid = grids[layer] = tuple(A.shape[-2:])
+        if grid not in by_grid:
+            by_grid[grid] = (
+                resolution_ceiling(mask, grid, tolerance_px),
+                (upsample_adjoint(mask.float(), grid),
+                 upsample_adjoint(torch.ones_like(mask, dtype=torch.float32), grid)),
+                upsample_adjoint(other.float(), grid))
+        ceiling, adjoints, other_adjoint = by_grid[grid]
+        for k, v in ceiling.items():
+            ceilings.setdefault(layer, {}).setdefault(k, []).append(v)
+        for method in methods:
+            low = finalize(raw_map(method, A, G))        # displayed map, at the layer grid
+            ys, xs = peak_location(upsample(low, size))
+            out = per[(layer, method)]
+            out["pointing"].append(hits_at(ys, xs, mask).float())
+            out["pointing_tol"].append(hits_at(ys, xs, mask, tolerance_px).float())
+            out["energy"].append(energy_at_grid(low, mask, adjoints))
+            out["target_share"].append(_target_share_at_grid(low, adjoints[0], other_adjoint, two))
+
+
 def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Tensor],
                classes: Sequence[Sequence[int]], layers: Sequence[str],
                methods: Sequence[str] = ("gradcam", "hirescam", "layercam"),
@@ -287,31 +332,11 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
                 image_index += rows
                 slots += [slot] * len(rows)
                 target_class += [classes[i][slot] for i in rows]
-                for k, v in _baselines(mask, other, two, tolerance_px).items():
-                    baselines.setdefault(k, []).append(v)
-                by_grid: dict[tuple[int, int], tuple] = {}   # ceiling, U^T mask/other/ones
-                for layer in layers:
-                    A = cap.activations[layer].detach()[local]
-                    G = cap.gradients[layer][local]
-                    grid = grids[layer] = tuple(A.shape[-2:])
-                    if grid not in by_grid:
-                        by_grid[grid] = (
-                            resolution_ceiling(mask, grid, tolerance_px),
-                            (upsample_adjoint(mask.float(), grid), upsample_adjoint(
-                                torch.ones_like(mask, dtype=torch.float32), grid)),
-                            upsample_adjoint(other.float(), grid))
-                    ceiling, adjoints, other_adjoint = by_grid[grid]
-                    for k, v in ceiling.items():
-                        ceilings.setdefault(layer, {}).setdefault(k, []).append(v)
-                    for method in methods:
-                        low = finalize(raw_map(method, A, G))        # displayed map, layer grid
-                        ys, xs = peak_location(upsample(low, size))
-                        out = per[(layer, method)]
-                        out["pointing"].append(hits_at(ys, xs, mask).float())
-                        out["pointing_tol"].append(hits_at(ys, xs, mask, tolerance_px).float())
-                        out["energy"].append(energy_at_grid(low, mask, adjoints))
-                        out["target_share"].append(
-                            _target_share_at_grid(low, adjoints[0], other_adjoint, two))
+                with _one_thread():
+                    for k, v in _baselines(mask, other, two, tolerance_px).items():
+                        baselines.setdefault(k, []).append(v)
+                    _score_layers(cap, layers, methods, local, mask, other, two, size,
+                                  tolerance_px, per, ceilings, grids)
     order = [la for la in (names or layers) if la in layers]
     # pairs in (image, object) order, whatever the batch size
     perm = torch.tensor(sorted(range(len(image_index)),

@@ -177,9 +177,10 @@ fig.suptitle(f"Grad-CAM on test image {pick}, per layer (columns) and class (row
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# Look before measuring: `conv1` and `layer1` light up edges and clutter, with little regard
-# for the class asked; from `layer3` on, the map moves to the object of the class asked.
-# `layer4.1.conv2` is the widest blob. Section 6 puts numbers on this over 100 images.
+# Look before measuring: `conv1` to `layer2` light up edges and clutter, with little regard
+# for the class asked; at `layer3` the map for "square" still spills onto the cross; from
+# `layer4.0` on, it sits on the object of the class asked. `layer4.1.conv2` is the widest
+# blob. One image proves nothing: section 6 puts numbers on this over 100 images.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · Where does the gradient go?
@@ -222,7 +223,7 @@ print("skip + branch == captured input gradient (max error < 1e-5):", err < 1e-5
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **What it means for claim (a).** The skip carries a large part of the gradient (the table
-# prints skip shares from 0.34 to 0.54) *past* each block to the layers before it; it does not
+# prints skip shares from 0.21 to 0.58) *past* each block to the layers before it; it does not
 # touch the gradient at `conv2`'s output, so it cannot be what makes a `layer4.1.conv2` map
 # noisy. What is true: `conv2` holds only the block's *increment* (the
 # residual), so its map explains that increment, not the evidence already carried by the
@@ -308,9 +309,9 @@ plt.show()
 # winners, so elementwise methods that sum over channels (HiResCAM, LayerCAM) come out as
 # speckle. Grad-CAM (right) averages the gradient per channel first, so its map
 # is dense: it is then ReLU of **one fixed linear combination of conv1's 7 x 7 filters**
-# applied to the image, an edge detector with class-dependent weights: in this window, edges
-# of one orientation come out positive and the others negative, so the ReLU keeps one side of
-# the square. Sharp, but the sharpness comes from the image's edges, not from class evidence.
+# applied to the image: an edge detector with class-dependent weights. Here it traces the
+# square's outline; in the figure of section 3 it traces the clutter and the cross just as
+# well. Sharp, but the sharpness comes from the image's edges, not from class evidence.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6 · The scoreboard: every layer, three methods, 100 images
@@ -348,15 +349,16 @@ show(("hirescam", "layercam"))
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading the table** (numbers as printed above):
 #
-# * Grad-CAM's energy share is highest at `layer3` (0.38, ceiling 0.65), then `layer4` (0.21,
-#   ceiling 0.43); `layer4.1.conv2` gets 0.14 and `conv1` 0.08, against 0.04 for a uniform
-#   map. **Claim (b) does not hold** for Grad-CAM: at `conv1` it is barely above the uniform
-#   baseline, and its target share (0.54) is close to 0.5, no preference for the class asked.
-# * The elementwise methods do better at `conv1` (HiResCAM: energy 0.20, target share 0.73):
+# * Grad-CAM's energy share is highest at `layer3` (0.31, ceiling 0.65) and `layer4.0` (0.29,
+#   ceiling 0.43); the last block's output `layer4` gets 0.18, `layer4.1.conv2` 0.13 and
+#   `conv1` 0.08, against 0.04 for a uniform map. **Claim (b) does not hold** for Grad-CAM:
+#   at `conv1` it is barely above the uniform baseline, and its target share (0.52) is close
+#   to 0.5, no preference for the class asked.
+# * The elementwise methods do better at `conv1` (HiResCAM: energy 0.14, target share 0.73):
 #   they keep *where* the gradient arrives, and that pattern comes from the deep layers.
 #   Grad-CAM averages it away (section 5).
-# * Pointing within 15 px is close to 1 from `layer3` on: a blob on a 7 x 7 grid easily has
-#   its peak on an object this size. Energy and target share separate the layers better.
+# * Pointing within 15 px reaches 0.99 at `layer4`: on a 7 x 7 grid, a blob's peak easily
+#   lands on an object this size. Energy and target share separate the layers better.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### One comparison, with its uncertainty
@@ -375,8 +377,8 @@ for a, b in ((("layer4", "gradcam"), ("conv1", "gradcam")),
               f"[{r['low']:+.3f}, {r['high']:+.3f}]")
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# Both intervals printed for `layer4 - conv1` exclude 0 (energy +0.133 [+0.116, +0.148]).
-# `layer4 - layer4.1.conv2` is smaller but also excludes 0 (energy +0.068 [+0.061, +0.075]):
+# Both intervals printed for `layer4 - conv1` exclude 0 (energy +0.106 [+0.087, +0.123]).
+# `layer4 - layer4.1.conv2` is smaller but also excludes 0 (energy +0.054 [+0.050, +0.059]):
 # maps at `conv2` *are* less concentrated on the object, as the post says; section 4 showed
 # the skip cannot be the cause, which leaves the other one: `conv2` holds only the block's
 # increment.
@@ -387,7 +389,10 @@ for a, b in ((("layer4", "gradcam"), ("conv1", "gradcam")),
 # Static preview first (another two-object image: `conv1`, `layer3`, `layer4` x three
 # methods); the cell after it opens the live explorer, which needs a running kernel. Slide
 # through **every** conv and block of the ResNet, including `layer4.1.conv1` and
-# `layer4.1.conv2`, and compare the methods at `conv1`.
+# `layer4.1.conv2`, and compare the methods at `conv1`. In the preview, Grad-CAM at `layer3`
+# peaks on the ring although the class asked is "triangle", while HiResCAM stays on the
+# triangle; the scoreboard's target shares at `layer3` (0.76 for Grad-CAM, 0.98 for
+# HiResCAM, printed in section 6) say it is not a one-off.
 
 # %% slideshow={"slide_type": "subslide"}
 other = next(i for i in range(len(classes)) if i != pick and len(classes[i]) == 2)

@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--updates", type=int, default=500)
     parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--explorer-threads", type=int, default=None,
+                        help="Explorer(threads=...) for its forward/backward (default: the "
+                             "--threads setting)")
     parser.add_argument("--kernel", action="store_true",
                         help="measure inside an IPython kernel (widget comms live)")
     args = parser.parse_args()
@@ -147,8 +150,11 @@ def main() -> None:
           f"CPUs (load average {loadavg}: other jobs share them), {args.images} images 224x224")
 
     # -- latency (gradient cache off: every class change runs its backward)
-    ex = explorer_mod.Explorer(model, images, CLASS_NAMES, cache_mb=0)
-    print(f"explorer: {len(ex.layers)} layers, methods {', '.join(ex.methods)}")
+    ex = explorer_mod.Explorer(model, images, CLASS_NAMES, cache_mb=0,
+                               threads=args.explorer_threads)
+    print(f"explorer: {len(ex.layers)} layers, methods {', '.join(ex.methods)}; model passes "
+          f"on {args.explorer_threads or torch.get_num_threads()} thread(s), map arithmetic "
+          "on 1")
     latencies(ex, 3)  # warm-up
     res = latencies(ex, args.repeats)
     goals = {"layer": 50, "method": 50, "opacity": 50, "class": 200, "image": 300}
@@ -163,7 +169,7 @@ def main() -> None:
     gc.collect()
 
     # -- memory: a warm-up pass of the same cycle fills the (bounded) caches first
-    ex = explorer_mod.Explorer(model, images, CLASS_NAMES)
+    ex = explorer_mod.Explorer(model, images, CLASS_NAMES, threads=args.explorer_threads)
     cycle(ex, args.updates)
     gc.collect()
     before = rss_mb()

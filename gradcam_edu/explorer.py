@@ -23,6 +23,7 @@ testable without a browser: set any widget's ``value`` from Python and read them
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import io
@@ -198,6 +199,20 @@ class _Images:
         return len(self) - 1
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch threads (None: unchanged), then restore the count."""
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 # ----------------------------------------------------------------------------- layers
 def default_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     """The explorer's default layers, in forward order: every ``Conv2d`` and every container
@@ -344,7 +359,9 @@ class Explorer:
     layer / method / image / target / alpha: the initial selection (target None: follow the
     top predicted class). display_size: pixel size of the views. cache_mb: bound on the
     cached gradients (per (image, class), all layers). image_format: "png" (lossless,
-    default) or "jpeg" (smaller and faster to encode, for remote kernels).
+    default) or "jpeg" (smaller and faster to encode, for remote kernels). threads: torch
+    threads for the model's forward and backward (None: torch's setting; 1 is the fastest
+    when other jobs keep the cores busy). The map arithmetic always runs on one thread.
 
     Widgets: ``image_slider``, ``upload``, ``class_dropdown``, ``top_class``,
     ``method_dropdown``, ``layer_slider`` (+ ``layer_label``), ``alpha_slider``; views
@@ -359,7 +376,8 @@ class Explorer:
                  layer: str | None = None, method: str | None = None, image: int = 0,
                  target: int | str | None = None, alpha: float = 0.5,
                  display_size: int | None = None, cache_mb: float = 64.0, cmap: str = "jet",
-                 score_cam_batch: int = 32, image_format: str = "png"):
+                 score_cam_batch: int = 32, image_format: str = "png",
+                 threads: int | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if image_format not in ("png", "jpeg"):
@@ -373,6 +391,7 @@ class Explorer:
         self.preprocess = preprocess
         self.cmap = cmap
         self.image_format = image_format
+        self.threads = threads
         self.cache_bytes = int(cache_mb * 2**20)
         self.score_cam_batch = int(score_cam_batch)
         self.images = _Images(images, self.image_size)
@@ -574,7 +593,7 @@ class Explorer:
         """ONE forward capturing every layer; the graph is kept (in tensors), hooks are not."""
         x = self.images[index]
         inp = self._model_input(x)
-        with capture(self.model, self.layers) as cap:
+        with torch_threads(self.threads), capture(self.model, self.layers) as cap:
             logits = cap.forward(inp)
             acts = dict(cap.activations)  # graph-attached tensors, kept after the hooks go
         self.counts["forward"] += 1
@@ -599,8 +618,9 @@ class Explorer:
             return self._grad_cache[key]
         names = list(self._acts)
         tensors = [self._acts[n] for n in names]
-        grads = torch.autograd.grad(self._logits[0, cls], tensors, retain_graph=True,
-                                    allow_unused=True)
+        with torch_threads(self.threads):
+            grads = torch.autograd.grad(self._logits[0, cls], tensors, retain_graph=True,
+                                        allow_unused=True)
         self.counts["backward"] += 1
         out = {n: (g.detach() if g is not None else torch.zeros_like(a.detach()))
                for n, a, g in zip(names, tensors, grads, strict=True)}
@@ -637,10 +657,13 @@ class Explorer:
             raw = self._score_cam(s["layer"], s["class"])
         else:
             G = self._gradients(s["class"])[s["layer"]]
-            raw = cams.raw_map(s["method"], A, G)
-        self._raw = raw[0].detach().cpu()
-        self._map = cams.finalize(raw.detach().float(),
-                                  (self.image_size, self.image_size))[0].cpu()
+            # small tensors: one thread is faster, and immune to busy cores (no OpenMP waits)
+            with torch_threads(1):
+                raw = cams.raw_map(s["method"], A, G)
+        with torch_threads(1):
+            self._raw = raw[0].detach().cpu()
+            self._map = cams.finalize(raw.detach().float(),
+                                      (self.image_size, self.image_size))[0].cpu()
 
     # -- drawing ---------------------------------------------------------------------------
     def _draw_overlay(self) -> None:
@@ -652,7 +675,8 @@ class Explorer:
         s = self.state
         h, w = self._raw.shape
         self.layer_label.value = f"<b>{html.escape(s['layer'])}</b> ({h}x{w})"
-        self._heat_img = heat_image(self._map, self.cmap, self.display_size)
+        with torch_threads(1):
+            self._heat_img = heat_image(self._map, self.cmap, self.display_size)
         self._draw_overlay()
         self.raw_image.value = raw_panel(self._raw, self.display_size)
         title = cams.METHOD_TITLES.get(s["method"], s["method"])

@@ -294,3 +294,10 @@ def test_numpy_images_hwc_uint8_and_chw_float(model):
     torch.testing.assert_close(a, b)
     ex = Explorer(model, hwc, NAMES, image_size=SIZE, display_size=SIZE, layers=["layer4"])
     assert ex.current_map.shape == (SIZE, SIZE)
+
+
+def test_thread_count_restored(model, images):
+    before = torch.get_num_threads()
+    ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE, threads=2)
+    ex.set(image=1, target=2, layer=3, method="layercam")
+    assert torch.get_num_threads() == before

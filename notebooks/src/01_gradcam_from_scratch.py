@@ -31,7 +31,6 @@
 
 # %% slideshow={"slide_type": "skip"}
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -50,15 +49,17 @@ plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 10})
 # `gradcam_edu.shapes` draws images of 1 or 2 objects (circle, square, triangle, star, cross,
 # ring) on cluttered backgrounds, and knows every object's exact mask. We can therefore
 # *measure* whether a map points at the object. The shipped model `plaincnn-shapes` is a small
-# VGG-style network (no skip connections) trained on 10 000 such images; it answers "which
-# shapes are present?" with one sigmoid per class (multi-label).
+# VGG-style network (no skip connections) trained on such images; it answers "which shapes
+# are present?" with one sigmoid per class (multi-label). Exact match below means every one
+# of the six yes/no answers is right.
 
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT
 model = weights.load_model("plaincnn-shapes")
 card = weights.model_card("plaincnn-shapes")
 held = card["held_out"]
-print(f"plaincnn-shapes, {held['n_images']} held-out '{held['split']}' images: "
+print(f"plaincnn-shapes, trained on {card['training']['train_size']} images; "
+      f"{held['n_images']} held-out '{held['split']}' images: "
       f"exact match {held['exact_match']:.3f}, mAP {held['mAP']:.3f}")
 images, masks, classes = shapes_sample(48, split="test")   # test images 0..47, never trained on
 with torch.no_grad():
@@ -117,8 +118,8 @@ layer.grad    # an nn.Module has no .grad: AttributeError
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **A module is not a tensor.** It is the code that computed A; A itself existed only while
-# the forward ran and was not kept. (`layer.weight.grad` exists, but it is the gradient with
-# respect to the layer's *parameters*, not its output.) To keep A we must be called *during*
+# the forward ran and was not kept. (A convolution's `conv.weight.grad` exists, but it is the
+# gradient with respect to the layer's *parameters*, not its output.) To keep A we must be called *during*
 # the forward: that is what a **forward hook** is for. To get G, we put a **tensor hook** on
 # A, which autograd calls with d score / d A during the backward.
 
@@ -266,8 +267,9 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5 · Layer by layer through the plain CNN
 #
-# Nothing forces us to use the last layer. Below, the same image and both classes, at the end
-# of each block. The grid (112, 56, 28, 14, 14 cells) sets how fine a map can be.
+# Nothing forces us to use the last layer. Below, the same image and both classes, at the
+# ReLU that ends each block (and the one inside block 4). The grid of each layer (printed in
+# section 1) sets how fine its map can be.
 
 # %% slideshow={"slide_type": "subslide"}
 PLAIN_LAYERS = ["features.block1.relu", "features.block2.relu", "features.block3.relu2",
@@ -279,11 +281,12 @@ with capture(model, PLAIN_LAYERS) as cap:
         cap.backward(target=c)
         for name in PLAIN_LAYERS:
             A_l = cap.activations[name].detach()
-            row = f"{name.removeprefix('features.')} ({A_l.shape[-1]}x{A_l.shape[-1]})"
-            grid_maps.setdefault(row, {})[f"Grad-CAM: {CLASS_NAMES[c]}"] = cams.finalize(
+            column = f"{name.removeprefix('features.')}\n{A_l.shape[-1]}x{A_l.shape[-1]}"
+            grid_maps.setdefault(f"class: {CLASS_NAMES[c]}", {})[column] = cams.finalize(
                 cams.grad_cam(A_l, cap.gradients[name]), size=(224, 224))[0]
-fig = viz.plot_grid(x2[0], grid_maps, cell_size=2.0,
-                    title="Grad-CAM per layer (rows) and class (columns), plain CNN")
+fig = viz.plot_grid(x2[0], grid_maps, cell_size=2.1)
+fig.suptitle(f"Grad-CAM on test image {pick}, per layer (columns) and class (rows), plain CNN",
+             y=1.08)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}

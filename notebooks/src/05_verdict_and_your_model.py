@@ -182,16 +182,18 @@ for k, key in enumerate("abc"):
 #
 # * **(a)** With the skip gradients removed, the map at `layer4.1.conv2` does not change at
 #   all: the isolated difference is exactly zero, because no skip lies between that layer and
-#   the score (notebook 02, section 4). The block output does beat `conv2` on energy
-#   (+0.068), so the verdict is *confounded*: the gap comes from the layer, not the skip.
+#   the score (notebook 02, section 4). The block output does beat `conv2` (+0.056 on
+#   energy), so the verdict is *confounded*: the gap comes from the layer, not the skip.
 #   `conv2` (before `bn2`, the addition and the ReLU) holds the block's increment, not its
-#   features. On pointing, both layers find the object equally often: *unsupported*.
+#   features.
 # * **(b)** `conv1` against `layer4.1.conv2` changes one factor, and the interval lies below
-#   zero: `conv1` localises *worse*. Its map is sharp because its grid is fine, but it
-#   follows edges and colours, not the class.
-# * **(c)** The post's comparison (+0.237) bundles three changes; cutting alone, at the same
-#   layer with the same head, gives +0.002 with an interval around zero: *confounded*.
-#   Notebook 03's ladder shows that the head and the hooked layer carry the difference.
+#   zero (-0.048): `conv1` localises *worse*. Its map is sharp because its grid is fine, but
+#   it follows edges and colours, not the class.
+# * **(c)** The post's comparison (+0.181) bundles three changes. Cutting alone, at the same
+#   layer with the same head, still gives +0.074 with an interval above zero: *supported*,
+#   for this model at `layer4.0.conv1`. Without `layer4.1`, the gradient reaches
+#   `layer4.0.conv1` straight from the head instead of through one more block. Notebook 03's
+#   ladder shows what each change adds, and what the cut costs in accuracy.
 #
 # These verdicts are the answer of *this* model on *these* images; the rule and the code run
 # unchanged on yours.
@@ -295,7 +297,7 @@ print("Grad-CAM at features.12:", tuple(heat.shape), "values in [0, 1]:",
 #   beside the grid's ceiling.
 # * **Inside a block** (`conv2`): the map explains the residual increment, not the features,
 #   and no skip gradient is involved. **At `conv1`**: a sharp map of edges, blind to the
-#   class, with half the story hidden by the max-pool's grid.
+#   class, most of its gradient zeroed by the max-pool's grid (notebook 02).
 # * **Truncated networks**: change one thing at a time; check the cut model's accuracy, and
 #   give it a head trained for its features before reading its maps.
 # * Every such statement is a **paired comparison with an interval**, and a verdict follows

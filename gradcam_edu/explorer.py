@@ -24,6 +24,7 @@ testable without a browser: set any widget's ``value`` from Python and read them
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import html
 import io
@@ -464,8 +465,12 @@ class Explorer:
     def _class_index(self, target: int | str) -> int:
         if isinstance(target, str):
             if target not in self.class_names:
+                names = self.class_names
+                if len(names) > 20:  # e.g. ImageNet: the closest names, not all 1000
+                    names = difflib.get_close_matches(target, names, n=8, cutoff=0.3)
+                    names = [*names, f"... ({len(self.class_names)} classes)"]
                 raise ValueError(f"target: unknown class {target!r}; classes: "
-                                 f"{', '.join(self.class_names)}")
+                                 f"{', '.join(names)}")
             return self.class_names.index(target)
         if not 0 <= int(target) < len(self.class_names):
             raise IndexError(f"target: class index {target} out of range "

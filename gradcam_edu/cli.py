@@ -338,8 +338,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = {f"{layer} ({raw.shape[0]}x{raw.shape[1]})":
             {cams.METHOD_TITLES.get(m, m): maps[layer][m][1] for m in args.methods}
             for layer in maps for raw in [maps[layer][args.methods[0]][0]]}
+    kind = "sigmoid" if len(loaded.class_names) <= 20 else "softmax"
     title = (f"{loaded.label} · {described} · class {loaded.class_names[cls]} "
-             f"({float(probs[cls]):.2f}) · one forward, one backward")
+             f"({kind} {float(probs[cls]):.2f}, logit {float(logits[0, cls]):.2f}) · "
+             "one forward, one backward")
     fig = viz.plot_grid(image, grid, alpha=args.alpha, title=title)
     try:
         _save(fig, args.output, args.dpi)

@@ -298,11 +298,11 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# The error shrinks as steps are added, but not smoothly: a ReLU network's gradient jumps
-# along the path, so a coarse grid can be right by luck (its errors cancel) and a finer one
-# can land on a jump it had skipped. One good-looking number proves little: check
-# completeness on a sequence of grids for the images you explain, and report the error
-# with the attributions.
+# The error does not fall smoothly. A ReLU network's gradient jumps along the path, so a
+# coarse grid can be right by luck (test 1 at 8 steps: its errors cancel) while a finer one
+# lands on jumps it had skipped; test 1 stalls near 1% even at 256 steps. One good-looking
+# number proves little: check completeness on a sequence of grids for the images you
+# explain, and report the error with the attributions.
 
 # %% slideshow={"slide_type": "subslide"}
 smooth = attributions.smooth_grad(model, x2, t2, n_samples=16, noise=0.15)

@@ -64,6 +64,8 @@ lint: $(STAMP_TEST)
 
 bench: $(STAMP_TEST)
 	$(BIN)/python benchmarks/bench_capture.py
+	$(BIN)/python benchmarks/bench_scoreboard.py
+	$(BIN)/python benchmarks/bench_explorer.py --kernel
 
 clean-venv:
 	rm -rf $(VENV)

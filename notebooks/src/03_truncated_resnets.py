@@ -156,9 +156,9 @@ accuracy = {r["variant"]: r for r in acc_rows}
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **Key sentence.** Removing a block without retraining changes what the head reads: the
 # trained `fc` was fitted to `layer4.1`'s features, not to `layer4.0`'s. Exact match falls
-# from 0.920 (full) to 0.827 with the original head; a probe trained for the cut brings it
-# back (0.930). Deeper cuts lose accuracy even with a probe: 0.877 after `layer3.1`, 0.620
-# after `layer3.0`, 0.287 after `layer2.1`.
+# from 0.990 (full) to 0.900 with the original head; a probe trained for the cut brings it
+# back (0.990). Deeper cuts lose accuracy even with a probe: 0.937 after `layer3.1`, 0.563
+# after `layer3.0`, 0.173 after `layer2.1`.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · The post's third example, taken apart
@@ -220,9 +220,12 @@ print("\n".join(lines))
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # Read the last column step by step: each line is the effect of **one** change, with its
-# interval. Fixing the head (A to B) adds +0.067 and moving the hook (B to C) +0.168;
-# cutting the network (C to D) adds +0.002, with an interval that contains zero. The post's
-# comparison, D - A = +0.237, credits truncation with what the head and the layer did.
+# interval. Fixing the head (A to B) adds +0.079. Moving the hook (B to C) adds +0.029, with
+# an interval that reaches below zero. Cutting the network (C to D) adds +0.074, with an
+# interval above zero. So truncation does make the map at `layer4.0.conv1` clearer here, and
+# the pointing column agrees (0.500 at C, 0.787 at D). But it carries less than half of the
+# post's comparison, D - A = +0.181; the rest is the head and the layer. And the cut model
+# is a worse classifier (section 3).
 
 # %% slideshow={"slide_type": "subslide"}
 models_by_key = {"full": model, "random fc": random_head(model, seed=0),
@@ -295,11 +298,14 @@ print("\n".join(lines))
 # the rest of the network).
 #
 # Cutting earlier buys a finer grid, and the ceiling rises (0.430, 0.645, 0.805), while the
-# accuracy falls. At `layer3.1` the probe's map localises *worse* than the full model's
-# Grad-CAM at that layer (-0.088): the rest of the network, through its gradient, points at
-# the object better than a linear probe on the same features. The two deepest cuts beat the
-# full model at their layer by a few hundredths, as classifiers that are often wrong (exact
-# match 0.620 and 0.287).
+# accuracy falls. At its last block, each cut after `layer4.0` localises *worse* than the
+# full model at that same layer (-0.030 with the original head, -0.055 with the probe).
+# After `layer3.1` the probe's map is finer than the full model's `layer4.1` map (energy
+# 0.301 against 0.187), but the full model's own Grad-CAM at `layer3.1` scores within noise
+# of it (the difference, -0.022, has an interval that includes zero), without losing any
+# accuracy. Only the deepest cut beats the full model at its layer (+0.030), as a classifier
+# with exact match 0.173. **Want a finer map? Look at an earlier layer of the full model:
+# here cutting there brings no measurable gain.**
 
 # %% slideshow={"slide_type": "subslide"}
 rows = []

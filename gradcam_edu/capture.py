@@ -294,14 +294,14 @@ class Capture:
         if self.logits is None or self.logits.grad_fn is None:
             raise RuntimeError("capture: call cap.forward(x) inside the with-block before "
                                "cap.backward(target)")
-        with torch.enable_grad():
-            scores = target_scores(self.logits, target)
         names = list(self.activations)
         tensors = [self.activations[n] for n in names]
         if input_gradient:
             tensors.append(self.input)
-        grads = torch.autograd.grad(scores.sum(), tensors, retain_graph=True,
-                                    allow_unused=True)
+        with torch.enable_grad():  # also inside a caller's torch.no_grad()
+            scores = target_scores(self.logits, target)
+            grads = torch.autograd.grad(scores.sum(), tensors, retain_graph=True,
+                                        allow_unused=True)
         self.gradients = {n: (g if g is not None else torch.zeros_like(a))
                           for n, a, g in zip(names, tensors, grads, strict=False)}
         if input_gradient:

@@ -259,3 +259,12 @@ def test_capturable_layers_in_forward_order(resnet, images):
     convs = capturable_layers(resnet, images, kinds=(nn.Conv2d,))
     assert len(convs) == 20  # 17 convs + 3 downsample convs
     assert hook_count(resnet) == 0
+
+
+def test_works_inside_no_grad(resnet, images):
+    """A learner's cell may run under torch.no_grad(); the capture still differentiates."""
+    with torch.no_grad(), capture(resnet, ["layer4"]) as cap:
+        cap.forward(images)
+        cap.backward(1, input_gradient=True)
+        assert cap.gradients["layer4"].abs().sum() > 0
+        assert cap.input_gradient.shape == images.shape

@@ -218,7 +218,7 @@ lines.append(f"uniform-map baseline energy (object area): "
              f"{boards['full'].baselines['uniform_energy'].mean():.3f}")
 print("\n".join(lines))
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Read the last column step by step: each line is the effect of **one** change, with its
 # interval. Fixing the head (A to B) adds +0.079. Moving the hook (B to C) adds +0.029, with
 # an interval that reaches below zero. Cutting the network (C to D) adds +0.074, with an
@@ -290,7 +290,7 @@ for name, m, layer in variants:
     lines.append(line)
 print("\n".join(lines))
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # How to read it. **exact** is the variant's accuracy (section 3): the map of a variant that
 # classifies badly explains a bad classifier. **ceiling** is the best energy a map on that
 # grid can reach. The last column compares each cut with the **full** model's Grad-CAM at

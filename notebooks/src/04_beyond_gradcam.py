@@ -135,12 +135,12 @@ i0 = next(i for i in range(N_IMAGES) if len(classes[i]) == 1)
 maps = cams.explain(model, images[i0:i0 + 1], LAYERS, first[i0], methods=METHODS)
 grid = {f"{layer}": {cams.METHOD_TITLES[m]: maps[layer][m][0] for m in METHODS}
         for layer in LAYERS}
-fig = viz.plot_grid(images[i0], grid, cell_size=1.7,
+fig = viz.plot_grid(images[i0], grid, cell_size=1.45,
                     title=f"test {i0}, class '{CLASS_NAMES[first[i0]]}': layers (rows) x "
                           "methods (columns)")
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # At `conv1` the gradient-per-position methods (HiResCAM, LayerCAM) show a dotted grid: the
 # max-pool after the stem passes gradient to at most one `conv1` position in four (notebook
 # 02's grid effect). A figure shows one image; the scoreboard below measures all of them.
@@ -242,7 +242,6 @@ print("\n".join(lines))
 # on that grid and on coarser grids taken from it (every other point, every fourth, ...).
 
 # %% slideshow={"slide_type": "subslide"}
-# NBVAL_CHECK_OUTPUT
 x2, t2 = images[:2], first[:2]
 baseline = torch.zeros_like(x2)                             # x' = a black image
 K, STEPS = 256, (8, 16, 32, 64, 128, 256)                   # finest grid, grids compared
@@ -255,7 +254,8 @@ def trapezoid_weight(k, steps):
         return 0.0                                          # not on this coarser grid
     return (0.5 if k in (0, K) else 1.0) / steps
 
-
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
 sums = {s_: torch.zeros_like(x2) for s_ in STEPS}           # sum_k w_k dF/dx(point k)
 for ks in torch.arange(K + 1).split(43):
     path = baseline[:, None] + alphas[ks][None, :, None, None, None] * (x2 - baseline)[:, None]
@@ -321,7 +321,7 @@ panels = {"gradient": display(grad_at_x), "SmoothGrad": display(smooth),
 show_attributions(x2, [masks[i][0] for i in range(2)],
                   [f"test {i}: {CLASS_NAMES[t2[i]]}" for i in range(2)], panels, gc)
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Pixel attributions have the image's resolution, so they can trace edges; they say nothing
 # about which *layer* represents the object. They answer another question than a CAM.
 
@@ -364,7 +364,7 @@ ax.set_title("Cascading randomisation: maps should decorrelate from the trained 
 ax.legend(fontsize=8)
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Read the first row (only `fc` re-initialised). Grad-CAM at `layer4.1` loses most of its
 # correlation at once: its map is the head's map. Eigen-CAM never looks at the gradient, so a
 # new head cannot change it (correlation 1.00): it describes the features, not the class.
@@ -382,10 +382,10 @@ plt.show()
 # the layers where the methods agree and where they part.
 
 # %% slideshow={"slide_type": "subslide"}
-start = cams.explain(model, images[:3], ["layer2.1"], first[:3], methods=METHODS)["layer2.1"]
-fig, axes = plt.subplots(3, len(METHODS), figsize=(2.1 * len(METHODS) + 1, 6.9),
+start = cams.explain(model, images[:2], ["layer2.1"], first[:2], methods=METHODS)["layer2.1"]
+fig, axes = plt.subplots(2, len(METHODS), figsize=(2.1 * len(METHODS) + 1, 4.8),
                          layout="constrained")
-for r in range(3):
+for r in range(2):
     for c, m in enumerate(METHODS):
         axes[r, c].imshow(viz.overlay(images[r], start[m][r]))
         axes[r, c].set_xticks([]), axes[r, c].set_yticks([])

@@ -255,6 +255,8 @@ print("top classes:", ", ".join(f"{class_names[i]} {p:.2f}" for p, i in
                                 zip(top.values.tolist(), top.indices.tolist(), strict=True)))
 layers = ["conv1", "layer3.1", "layer4.1.conv2", "layer4"]
 heat = cams.explain(user_model, x_in, layers, target, methods=("gradcam", "layercam"))
+
+# %% slideshow={"slide_type": "subslide"}
 fig = viz.plot_grid(x[0], {la: {cams.METHOD_TITLES[m]: heat[la][m][0] for m in heat[la]}
                            for la in layers}, cell_size=2.0,
                     title=f"Your image: maps for '{class_names[target]}'")

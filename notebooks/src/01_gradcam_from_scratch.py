@@ -82,16 +82,17 @@ fig.suptitle("Test images: true classes (first line) and the model's answer (p >
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# The network's layers are named as in `model.named_modules()`. The last feature map,
-# `features.block4.relu2`, has a 14 x 14 grid; a global average pool and one linear layer
-# (`fc`) turn it into six class scores.
+# The network's layers are named as in `model.named_modules()`. We will look at the output
+# of every ReLU, in forward order. The last one is the last feature map (`LAYER`): a global
+# average pool and one linear layer (`fc`) turn it into six class scores.
 
 # %% slideshow={"slide_type": "fragment"}
 # NBVAL_CHECK_OUTPUT
-LAYER = "features.block4.relu2"
+PLAIN_LAYERS = [n for n, m in model.named_modules() if isinstance(m, torch.nn.ReLU)]
+LAYER = PLAIN_LAYERS[-1]
 shapes_seen = {}
-hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes_seen.__setitem__(n, tuple(o.shape)))
-         for n, m in model.features.named_modules() if n.count(".") == 1 and "relu" in n]
+hooks = [model.get_submodule(n).register_forward_hook(
+    lambda m, i, o, n=n: shapes_seen.__setitem__(n, tuple(o.shape))) for n in PLAIN_LAYERS]
 try:
     with torch.no_grad():
         model(images[:1])
@@ -99,7 +100,8 @@ finally:
     for h in hooks:
         h.remove()
 for name, shape in shapes_seen.items():
-    print(f"features.{name:<14} output {shape}")
+    print(f"{name:<24} output {shape}")
+print("LAYER =", LAYER)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2 · The obvious code fails
@@ -111,7 +113,7 @@ for name, shape in shapes_seen.items():
 # %% tags=["raises-exception"] slideshow={"slide_type": "subslide"}
 # NBVAL_RAISES_EXCEPTION
 x = images[:1]
-layer = model.features.block4.relu2
+layer = model.get_submodule(LAYER)      # the module, e.g. model.features.block4.relu2
 score = model(x)[0, classes[0][0]]
 score.backward()
 layer.grad    # an nn.Module has no .grad: AttributeError
@@ -197,7 +199,8 @@ for ax in axes[2:]:
     fig.colorbar(im2, ax=ax, shrink=0.85, label="map value")
 titles = [f"input: {CLASS_NAMES[classes[0][0]]}", "2. weighted sum (signed)",
           "3-4. ReLU, min-max", "5. upsampled, over the image"]
-units = ["pixels", "14 x 14 grid cell", "14 x 14 grid cell", "pixels"]
+cell = f"{A.shape[-2]} x {A.shape[-1]} grid cell"
+units = ["pixels", cell, cell, "pixels"]
 for ax, title, unit in zip(axes, titles, units, strict=True):
     ax.set(title=title, xlabel=f"x ({unit})", ylabel=f"y ({unit})")
 fig.suptitle(f"Grad-CAM at {LAYER}, step by step")
@@ -270,13 +273,11 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5 · Layer by layer through the plain CNN
 #
-# Nothing forces us to use the last layer. Below, the same image and both classes, at the
-# ReLU that ends each block (and the one inside block 4). The grid of each layer (printed in
-# section 1) sets how fine its map can be.
+# Nothing forces us to use the last layer. Below, the same image and both classes, at every
+# ReLU of the network. The grid of each layer (printed in section 1) sets how fine its map
+# can be.
 
 # %% slideshow={"slide_type": "subslide"}
-PLAIN_LAYERS = ["features.block1.relu", "features.block2.relu", "features.block3.relu2",
-                "features.block4.relu1", "features.block4.relu2"]
 grid_maps = {}
 with capture(model, PLAIN_LAYERS) as cap:
     cap.forward(x2)
@@ -359,7 +360,8 @@ plt.show()
 
 # %% slideshow={"slide_type": "subslide"}
 other = next(i for i in range(len(classes)) if i != pick and len(classes[i]) == 2)
-maps = cams.explain(model, images[other:other + 1], PLAIN_LAYERS[::2], target=classes[other][0],
+three = [PLAIN_LAYERS[0], PLAIN_LAYERS[len(PLAIN_LAYERS) // 2], LAYER]
+maps = cams.explain(model, images[other:other + 1], three, target=classes[other][0],
                     methods=("gradcam", "hirescam", "layercam"))
 grid = {f"{n.removeprefix('features.')}": {cams.METHOD_TITLES[m]: v[0] for m, v in row.items()}
         for n, row in maps.items()}
@@ -450,7 +452,7 @@ def record(model, layer_name, x, target):
     handle.remove()
     return store["A"].detach(), store["G"]
 
-check_bare_hooks(record, model, images[:2], target=classes[0][0])
+check_bare_hooks(record, model, images[:2], target=classes[0][0], layer=LAYER)
 
 # %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 def record(model, layer_name, x, target):
@@ -469,4 +471,4 @@ def record(model, layer_name, x, target):
     model.zero_grad(set_to_none=True)   # the backward also wrote parameter gradients
     return store["A"].detach(), store["G"]
 
-check_bare_hooks(record, model, images[:2], target=classes[0][0])
+check_bare_hooks(record, model, images[:2], target=classes[0][0], layer=LAYER)

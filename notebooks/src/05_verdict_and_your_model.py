@@ -262,6 +262,12 @@ fig = viz.plot_grid(x[0], {la: {cams.METHOD_TITLES[m]: heat[la][m][0] for m in h
                     title=f"Your image: maps for '{class_names[target]}'")
 plt.show()
 
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Read it like the scoreboard taught us. With the shipped model, the last block (`layer4`)
+# sits on the star, while Grad-CAM at `layer3.1` for "star" lights up the **ring**: an
+# intermediate layer's map need not be about the class asked for. One image shows what can
+# happen; only a measurement over many says how often.
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The explorer takes the same model, a list of PIL images (or tensors, or a data set) and, for
 # ImageNet models, the normalisation to apply before the model (the views always show the

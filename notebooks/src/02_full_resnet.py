@@ -176,7 +176,7 @@ fig = viz.plot_grid(x1[0], rows, cell_size=1.9)
 fig.suptitle(f"Grad-CAM on test image {pick}, per layer (columns) and class (rows)", y=1.08)
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Look before measuring: `conv1` to `layer2` light up edges and clutter, with little regard
 # for the class asked; at `layer3` the map for "square" still spills onto the cross; from
 # `layer4.0` on, it sits on the object of the class asked. `layer4.1.conv2` is the widest
@@ -221,7 +221,7 @@ for f in gradflow.flow_table(flows):
 err = max(f.reconstruction_error for f in flows)
 print("skip + branch == captured input gradient (max error < 1e-5):", err < 1e-5)
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What it means for claim (a).** The skip carries a large part of the gradient (the table
 # prints skip shares from 0.21 to 0.58) *past* each block to the layers before it; it does not
 # touch the gradient at `conv2`'s output, so it cannot be what makes a `layer4.1.conv2` map
@@ -304,7 +304,7 @@ fig.suptitle(f"The grid effect: a 32 x 32 window of conv1's 112 x 112 grid aroun
              f"'{CLASS_NAMES[ca]}' of test image {pick}")
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A channel's gradient (left) is a sparse grid of dots; different channels pick different
 # winners, so elementwise methods that sum over channels (HiResCAM, LayerCAM) come out as
 # speckle. Grad-CAM (right) averages the gradient per channel first, so its map

@@ -33,7 +33,8 @@ def build(source: Path, timeout: int = 600) -> float:
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(OUT)}}).execute()
     seconds = time.perf_counter() - start
-    for cell in nb.cells:  # execution counts from 1, no timing metadata: clean diffs
+    for i, cell in enumerate(nb.cells):  # stable ids, no timing metadata: clean diffs
+        cell.id = f"cell-{i:03d}"
         cell.metadata.pop("execution", None)
         for output in cell.get("outputs", []):
             data = output.get("data", {})

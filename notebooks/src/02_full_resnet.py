@@ -292,7 +292,7 @@ r0, c0 = min(max(ys - 16, 0), 80), min(max(xs - 16, 0), 80)   # 32 x 32 window o
 panels = [(f"|d score / d conv1|, channel {k}", G1[0, k].abs(), "magma", 0),
           ("HiResCAM at conv1 (raw)", cams.hires_cam(A1, G1)[0], "RdBu_r", None),
           ("Grad-CAM at conv1 (raw)", cams.grad_cam(A1, G1)[0], "RdBu_r", None)]
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), layout="constrained")
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), layout="constrained")
 for ax, (title, m, cmap, vmin) in zip(axes, panels, strict=True):
     m = m[r0:r0 + 32, c0:c0 + 32]
     v = m.abs().max().item()

@@ -5,17 +5,18 @@
   ``forward``), so every module name (``conv1``, ``layer4.1.conv2``, ``layer4.0.downsample.0``,
   ``fc``) and every ``state_dict`` key is exactly that of ``torchvision.models.resnet18()``.
   At a 224 x 224 input: ``layer1`` 56x56, ``layer2`` 28x28, ``layer3`` 14x14, ``layer4`` 7x7.
-* :func:`plain_cnn` - a VGG-style CNN without skip connections. Module names::
+* :func:`plain_cnn` - a VGG-style CNN without skip connections (7 convs by default, as
+  shipped in ``plaincnn-shapes``). Module names::
 
-      features.block1.conv  features.block1.bn  features.block1.relu  features.block1.pool
-      features.block2.*     (same four)
+      features.block1.conv  .bn  .relu  .pool          (5x5 conv, stride 2)
+      features.block2.conv1 .bn1 .relu1 .conv2 .bn2 .relu2 .pool
       features.block3.conv1 .bn1 .relu1 .conv2 .bn2 .relu2 .pool
       features.block4.conv1 .bn1 .relu1 .conv2 .bn2 .relu2     <- last conv: 14x14 at 224
       avgpool  (global average pool)   fc  (linear head)
 
   Spatial sizes at 224: block1 out 56 (stride-2 conv then pool), block2 28, block3 14,
-  block4 14. Every ReLU is its own module (no shared, no in-place ReLU), so a hook on a
-  name fires exactly once per forward.
+  block4 14. Widths 16/32/64/128. Every ReLU is its own module (no shared, no in-place
+  ReLU), so a hook on a name fires exactly once per forward.
 * :func:`torchvision_resnet` - torchvision's own ResNet-18/34/50, random (seeded) or with the
   ImageNet weights *when the weight file is already in the local torch hub cache* (never
   downloads). :func:`imagenet_preprocess` prepares a PIL image for them.
@@ -93,49 +94,68 @@ def resnet18_narrow(num_classes: int = 6, width: int = 16) -> ResNet18Narrow:
 
 
 # ----------------------------------------------------------------------------- plain CNN
-def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1, suffix: str = "") -> list:
+def _conv_bn_relu(
+    c_in: int, c_out: int, stride: int = 1, suffix: str = "", kernel: int = 3
+) -> list[tuple[str, nn.Module]]:
     return [
-        (f"conv{suffix}", nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)),
+        (
+            f"conv{suffix}",
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+        ),
         (f"bn{suffix}", nn.BatchNorm2d(c_out)),
         (f"relu{suffix}", nn.ReLU()),
     ]
 
 
+def _plain_block(
+    c_in: int, c_out: int, depth: int, pool: bool, stride: int = 1, kernel: int = 3
+) -> nn.Sequential:
+    """``depth`` conv-BN-ReLU (named conv/bn/relu if depth is 1, else conv1, bn1, relu1, conv2,
+    ...), the first with ``stride`` and ``kernel``, then a 2x2 max-pool named ``pool``."""
+    layers: list[tuple[str, nn.Module]] = []
+    for j in range(depth):
+        suffix = "" if depth == 1 else str(j + 1)
+        layers += _conv_bn_relu(
+            c_in if j == 0 else c_out, c_out, stride=stride if j == 0 else 1, suffix=suffix,
+            kernel=kernel if j == 0 else 3,
+        )
+    if pool:
+        layers.append(("pool", nn.MaxPool2d(2)))
+    return nn.Sequential(OrderedDict(layers))
+
+
 class PlainCNN(nn.Module):
     """VGG-style CNN, no skip connections: ``features`` -> ``avgpool`` (GAP) -> ``fc``.
 
-    Input (N, 3, 224, 224) in [0, 1]; logits (N, num_classes). The last conv,
-    ``features.block4.conv2``, has a 14x14 grid at 224 input (stride 16). See the module
-    docstring for all names.
+    ``features`` holds block1..block4; block ``b`` has ``depths[b]`` 3x3 conv-BN-ReLU at width
+    ``widths[b]`` (block1's single conv: ``stem_kernel`` x ``stem_kernel``, stride 2), and
+    blocks 1-3 end in a 2x2 max-pool. Input (N, 3, 224, 224) in [0, 1]; logits
+    (N, num_classes). The last conv, ``features.block4.conv2`` (``depths[3] == 2``), has a
+    14x14 grid at 224 input (stride 16). See the module docstring for all names.
     """
 
-    def __init__(self, num_classes: int = 6, widths: tuple[int, int, int, int] = (16, 32, 64, 128)):
+    def __init__(
+        self,
+        num_classes: int = 6,
+        widths: tuple[int, int, int, int] = (16, 32, 64, 128),
+        depths: tuple[int, int, int, int] = (1, 2, 2, 2),
+        stem_kernel: int = 5,
+    ) -> None:
         super().__init__()
-        w1, w2, w3, w4 = widths
-        self.features = nn.Sequential(
-            OrderedDict(
-                block1=nn.Sequential(
-                    OrderedDict(_conv_bn_relu(3, w1, stride=2) + [("pool", nn.MaxPool2d(2))])
-                ),
-                block2=nn.Sequential(
-                    OrderedDict(_conv_bn_relu(w1, w2) + [("pool", nn.MaxPool2d(2))])
-                ),
-                block3=nn.Sequential(
-                    OrderedDict(
-                        _conv_bn_relu(w2, w3, suffix="1")
-                        + _conv_bn_relu(w3, w3, suffix="2")
-                        + [("pool", nn.MaxPool2d(2))]
-                    )
-                ),
-                block4=nn.Sequential(
-                    OrderedDict(
-                        _conv_bn_relu(w3, w4, suffix="1") + _conv_bn_relu(w4, w4, suffix="2")
-                    )
+        chans = [3, *widths]
+        blocks = OrderedDict(
+            (
+                f"block{b + 1}",
+                _plain_block(
+                    chans[b], chans[b + 1], depths[b], pool=b < 3,
+                    stride=2 if b == 0 else 1, kernel=stem_kernel if b == 0 else 3,
                 ),
             )
+            for b in range(4)
         )
+        self.features = nn.Sequential(blocks)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(w4, num_classes)
+        self.fc = nn.Linear(widths[3], num_classes)
         _init_like_torchvision(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,10 +164,20 @@ class PlainCNN(nn.Module):
 
 
 def plain_cnn(
-    num_classes: int = 6, widths: tuple[int, int, int, int] = (16, 32, 64, 128)
+    num_classes: int = 6,
+    widths: tuple[int, int, int, int] = (16, 32, 64, 128),
+    depths: tuple[int, int, int, int] = (1, 2, 2, 2),
+    stem_kernel: int = 5,
 ) -> PlainCNN:
-    """A plain (no skip connection) CNN; last conv ``features.block4.conv2`` is 14x14 at 224."""
-    return PlainCNN(num_classes=num_classes, widths=tuple(widths))
+    """A plain (no skip connection) CNN; last conv ``features.block4.conv2`` is 14x14 at 224.
+
+    ``widths``/``depths``: channels / number of convs of block1..block4; ``stem_kernel``:
+    kernel size of block1's stride-2 conv.
+    """
+    return PlainCNN(
+        num_classes=num_classes, widths=tuple(widths), depths=tuple(depths),
+        stem_kernel=stem_kernel,
+    )
 
 
 # ----------------------------------------------------------------------------- torchvision

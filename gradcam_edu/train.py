@@ -108,7 +108,11 @@ CONFIGS: dict[str, Config] = {
     "plaincnn-shapes": Config(
         name="plaincnn-shapes",
         architecture="plain_cnn",
-        kwargs={"num_classes": 6, "widths": [16, 32, 64, 128]},
+        kwargs={
+            "num_classes": 6, "widths": [16, 32, 64, 128], "depths": [1, 2, 2, 2],
+            "stem_kernel": 5,
+        },
+        max_lr=3e-3,
     ),
 }
 

@@ -206,7 +206,7 @@ for ax, title, unit in zip(axes, titles, units, strict=True):
 fig.suptitle(f"Grad-CAM at {LAYER}, step by step")
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Key sentence.** A Grad-CAM map is one weighted sum of a layer's channels: each channel
 # weighted by how much, on average over positions, the class score rises when that channel
 # rises. It shows *where the layer's features are that raise the score*, at that layer's
@@ -261,14 +261,14 @@ fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.tolist(), shrink=0.8, la
 fig.suptitle(f"One image, two classes: {LAYER}")
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The table above gives, for each class, the share of the map's mass on each object and the
 # **target share** (mass on the asked-for object divided by mass on both objects: 1 = all on
-# the right one, 0.5 = no preference). Here the map for "triangle" puts 0.25 of its mass on
-# the triangle and 0.01 on the ring (target share 0.98); the map for "ring" 0.13 on the ring
-# and 0.03 on the triangle (0.83). Most of the mass lies *around* the objects: a 14 x 14 map
-# cannot follow a triangle's edges (section 5 measures that limit). Read the numbers, not
-# only the colours: a jet colour map makes any bump look important.
+# the right one, 0.5 = no preference). Here the map for "square" puts 0.22 of its mass on the
+# square and 0.00 on the cross; the map for "cross" 0.15 on the cross and 0.00 on the square:
+# target share 1.00 both ways. Most of the mass lies *around* the objects: a 14 x 14 map
+# cannot follow a shape's edges (section 5 measures that limit). Read the numbers, not only
+# the colours: a jet colour map makes any bump look important.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5 · Layer by layer through the plain CNN
@@ -320,18 +320,19 @@ n_pairs, n_two = len(board.image_index), int((~board.scores[(LAYER, 'gradcam')][
 print(f"{n_pairs} (image, class) pairs from {len(images)} images; target share on the "
       f"{n_two} pairs of 2-object images")
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # How to read it: compare each layer's **energy** with its **ceiling** (same row) and with the
 # **uniform** baseline (the objects' mean area fraction); compare **pointing** with the
 # **centre** baseline. The ceiling falls with the grid, from 0.95 at 112 x 112 to 0.64 at
 # 14 x 14: a coarse layer's low score is partly the grid, not the method.
 #
-# What it says (numbers as printed above): energy rises with depth, from 0.10 at `block1.relu`
-# and `block2.relu` to 0.29 at `block4.relu1`, and the target share from 0.35 at
-# `block1.relu` (below 0.5: that map prefers the *other* object) to 0.98 at `block4.relu2`.
-# **Early layers give maps that are neither on the object nor about the class, in a network
-# without a single skip connection.** Keep that in mind in notebook 02, before blaming a
-# ResNet's skips for its early layers' maps.
+# What it says (numbers as printed above): the energy share is low in blocks 1 and 2 (0.14 to
+# 0.11), highest at `block3.relu2` (0.39, ceiling 0.81), then 0.27 and 0.22 in block 4
+# (ceiling 0.64), all above the uniform map's 0.04. The target
+# share stays near 0.5 in blocks 1 and 2 (0.49, 0.48, 0.47: no preference for the class
+# asked) and reaches 0.97 and 0.99 in block 4. **Early layers give maps that are not about
+# the class, in a network without a single skip connection.** Keep that in mind in notebook
+# 02, before blaming a ResNet's skips for its early layers' maps.
 
 # %% slideshow={"slide_type": "subslide"}
 sample_mask = masks[pick][0:1]

@@ -71,7 +71,7 @@ exact = ((probs > 0.5) == labels.bool()).all(dim=1).float().mean()
 print(f"on the 48 images of this notebook: exact match {exact:.3f}")
 
 # %% slideshow={"slide_type": "subslide"}
-fig, axes = plt.subplots(1, 6, figsize=(14, 2.9), layout="constrained")
+fig, axes = plt.subplots(1, 6, figsize=(11.5, 2.6), layout="constrained")
 for ax, i in zip(axes, range(6), strict=True):
     ax.imshow(viz.to_numpy_image(images[i]))
     truth = ", ".join(CLASS_NAMES[c] for c in classes[i])
@@ -188,7 +188,7 @@ print(f"alpha {tuple(alpha.shape)}, weighted sum {tuple(weighted.shape)}, map {t
 print("max |by hand - cams.finalize(cams.grad_cam(A, G))| < 1e-6:", diff < 1e-6)
 
 # %% slideshow={"slide_type": "subslide"}
-fig, axes = plt.subplots(1, 4, figsize=(15, 3.9), layout="constrained")
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), layout="constrained")
 vmax = weighted.abs().max().item()
 axes[0].imshow(viz.to_numpy_image(x))
 im1 = axes[1].imshow(weighted[0], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
@@ -247,7 +247,7 @@ for c, own, other in ((ca, mask_a, mask_b), (cb, mask_b, mask_a)):
     print(f"{CLASS_NAMES[c]:<12}{on_a:>14.2f}{on_b:>14.2f}{shares[c]:>14.2f}")
 
 # %% slideshow={"slide_type": "subslide"}
-fig, axes = plt.subplots(1, 3, figsize=(12, 4), layout="constrained")
+fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.5), layout="constrained")
 axes[0].imshow(viz.to_numpy_image(x2))
 axes[0].contour(mask_a[0].numpy(), levels=[0.5], colors="white", linewidths=1)
 axes[0].contour(mask_b[0].numpy(), levels=[0.5], colors="black", linewidths=1)

@@ -49,7 +49,7 @@ SLIDES := build/slides
 SLIDES_JS := reveal.js@4.6.0 requirejs@2.3.7 jquery@3.7.1
 slides: $(STAMP_RUN) $(SLIDES)/node_modules/.installed
 	$(BIN)/jupyter nbconvert --to slides --output-dir $(SLIDES) \
-		--SlidesExporter.reveal_url_prefix=node_modules/reveal.js \
+		--SlidesExporter.reveal_url_prefix=node_modules/reveal.js --SlidesExporter.reveal_scroll=True \
 		--SlidesExporter.require_js_url=node_modules/requirejs/require.js \
 		--SlidesExporter.jquery_url=node_modules/jquery/dist/jquery.min.js $(NOTEBOOKS)
 	@echo "open $(SLIDES)/<notebook>.slides.html in a browser (arrow keys to move)"

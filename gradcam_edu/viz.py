@@ -75,8 +75,9 @@ def plot_grid(image, maps: Mapping[str, Mapping[str, object]], cmap: str = "jet"
     if not rows:
         raise ValueError("maps: nothing to plot (an empty mapping)")
     cols = list(dict.fromkeys(c for r in rows for c in maps[r]))
-    fig, axes = plt.subplots(len(rows), len(cols) + 1, squeeze=False,
-                             figsize=(cell_size * (len(cols) + 1) + 0.8, cell_size * len(rows)))
+    fig, axes = plt.subplots(len(rows), len(cols) + 1, squeeze=False, layout="constrained",
+                             figsize=(cell_size * (len(cols) + 1) + 1.0,
+                                      cell_size * len(rows) + (0.5 if title else 0.2)))
     img = to_numpy_image(image)
     norm = matplotlib.colors.Normalize(0.0, 1.0)
     for i, row in enumerate(rows):
@@ -97,7 +98,7 @@ def plot_grid(image, maps: Mapping[str, Mapping[str, object]], cmap: str = "jet"
             ax.set_yticks([])
     axes[0, 0].set_title("image", fontsize=10)
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=0.8, label="map value (0 to 1)")
+    fig.colorbar(sm, ax=axes, shrink=min(0.9, 0.35 * len(rows) + 0.3), label="map value (0 to 1)")
     if title:
         fig.suptitle(title)
     return fig

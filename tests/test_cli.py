@@ -75,8 +75,9 @@ def test_sweep_writes_layers_by_methods_grid(tmp_path, capsys):
     out = tmp_path / "grid.png"
     assert main(["sweep", "shapes:test:0", *MODEL, "--layers", "layer3", "layer4",
                  "--methods", "gradcam", "hirescam", "--target", "circle", "-o", str(out)]) == 0
-    # viz.plot_grid: cell 2.2 in, (methods + 1) columns + 0.8 in for the colour bar
-    assert size_of(out) == (round((2.2 * 3 + 0.8) * 100), round(2.2 * 2 * 100))
+    # viz.plot_grid: cell 2.2 in, (methods + 1) columns + 1.0 in for the colour bar,
+    # rows + 0.5 in for the title
+    assert size_of(out) == (round((2.2 * 3 + 1.0) * 100), round((2.2 * 2 + 0.5) * 100))
     assert "2 layers x 2 methods" in capsys.readouterr().out
 
 
@@ -85,7 +86,7 @@ def test_sweep_default_rows_are_block_outputs(tmp_path, capsys):
     assert main(["sweep", "shapes:val:1", *MODEL, "--methods", "gradcam", "--dpi", "40",
                  "-o", str(out)]) == 0
     assert "8 layers x 1 methods" in capsys.readouterr().out
-    assert size_of(out) == (round((2.2 * 2 + 0.8) * 40), round(2.2 * 8 * 40))
+    assert size_of(out) == (round((2.2 * 2 + 1.0) * 40), round((2.2 * 8 + 0.5) * 40))
 
 
 def test_imagenet_preprocessing_path_with_random_torchvision(tmp_path, png_file, capsys):

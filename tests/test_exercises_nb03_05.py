@@ -10,13 +10,7 @@ from gradcam_edu.exercises import nb03, nb04, nb05
 from gradcam_edu.models import resnet18_narrow, torchvision_resnet
 from gradcam_edu.truncate import truncate
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

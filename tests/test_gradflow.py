@@ -7,14 +7,7 @@ from gradcam_edu.capture import capture
 from gradcam_edu.gradflow import flow_table, gradient_flow, residual_blocks, zero_gradient_share
 from gradcam_edu.models import resnet18_narrow
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids oversubscription when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from gradcam_edu.verdict import (
     without_skip_gradient,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scores(mean, n=60, spread=0.05, seed=0):

@@ -230,6 +230,21 @@ def default_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     return keep
 
 
+def same_output_as(model: nn.Module, layers: list[str]) -> dict[str, str]:
+    """Containers whose output IS their last child's output (a ResNet stage ``layer4`` returns
+    what ``layer4.1`` returns): ``{"layer4": "layer4.1"}`` for those whose child is listed too,
+    so the explorer can say that two slider positions show the same tensor."""
+    modules = dict(model.named_modules())
+    same = {}
+    for name in layers:
+        module = modules.get(name)
+        if isinstance(module, nn.Sequential) and len(module) > 0:
+            last = f"{name}.{len(module) - 1}"
+            if last in layers:
+                same[name] = last
+    return same
+
+
 # ----------------------------------------------------------------------------- rendering
 @functools.lru_cache(maxsize=8)
 def _lut(cmap: str) -> np.ndarray:
@@ -406,6 +421,7 @@ class Explorer:
             raise IndexError(f"image: index {image} out of range (0 to {len(self.images) - 1})")
         first = self._model_input(self.images[image])
         self.layers = self._resolve_layers(layers, first)
+        self._same_as = same_output_as(model, self.layers)
         self._grad_cache: OrderedDict[tuple[int, int], dict[str, torch.Tensor]] = OrderedDict()
         self._score_cache: dict[tuple[int, str, int], torch.Tensor] = {}
         self._index = image
@@ -679,7 +695,9 @@ class Explorer:
     def _draw_maps(self, probabilities: bool = True) -> None:
         s = self.state
         h, w = self._raw.shape
-        self.layer_label.value = f"<b>{html.escape(s['layer'])}</b> ({h}x{w})"
+        same = self._same_as.get(s["layer"])
+        note = f", the output of {html.escape(same)}" if same else ""
+        self.layer_label.value = f"<b>{html.escape(s['layer'])}</b> ({h}x{w}{note})"
         with torch_threads(1):
             self._heat_img = heat_image(self._map, self.cmap, self.display_size)
         self._draw_overlay()

@@ -295,3 +295,10 @@ def test_thread_count_restored(model, images):
     ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE, threads=2)
     ex.set(image=1, target=2, layer=3, method="layercam")
     assert torch.get_num_threads() == before
+
+
+def test_stage_label_says_it_shows_its_last_block(model, images):
+    ex = Explorer(model, images, NAMES, image_size=SIZE, layer="layer4")
+    assert "the output of layer4.1" in ex.layer_label.value
+    ex.set(layer="layer4.1")
+    assert "the output of" not in ex.layer_label.value

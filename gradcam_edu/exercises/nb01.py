@@ -99,6 +99,23 @@ def _test_tensors() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     return [("a batch of 3 random maps", A, G), ("a map that is negative everywhere", A_neg, G_neg)]
 
 
+def run_on_copies(fn: Callable, A: torch.Tensor, G: torch.Tensor, *args,
+                  where: str = "") -> tuple[object, Verdict | None]:
+    """Call a learner's ``fn(A, G, *args)`` on copies: ``(output, None)``, or ``(None, a
+    failing Verdict)`` when it raised or modified A or G in place."""
+    A_in, G_in = A.clone(), G.clone()
+    try:
+        out = fn(A_in, G_in, *args)
+    except Exception as err:  # the learner's code failing is an answer, not a crash
+        return None, Verdict(False, f"your function raised {type(err).__name__}: {err} "
+                             f"({where}A and G of shape {tuple(A.shape)}).")
+    if not (torch.equal(A_in, A) and torch.equal(G_in, G)):
+        return None, Verdict(False, "your function modified A or G in place (avoid *=, "
+                             "relu_(), clamp_()); compute on new tensors, the caller still "
+                             "needs them.")
+    return out, None
+
+
 def check_grad_cam(fn: Callable[[torch.Tensor, torch.Tensor, tuple[int, int]], torch.Tensor]
                    ) -> Verdict:
     """Exercise 2: ``fn(A, G, size)`` returns the displayed Grad-CAM maps ``(N, H, W)``:
@@ -109,15 +126,9 @@ def check_grad_cam(fn: Callable[[torch.Tensor, torch.Tensor, tuple[int, int]], t
         return Verdict(False, f"pass your function itself (fn, not fn(...)); got {_describe(fn)}.")
     size = (28, 28)
     for what, A, G in _test_tensors():
-        A_in, G_in = A.clone(), G.clone()
-        try:
-            out = fn(A_in, G_in, size)
-        except Exception as err:  # the learner's code failing is an answer, not a crash
-            return Verdict(False, f"your function raised {type(err).__name__}: {err} "
-                           f"(on {what}, A and G of shape {tuple(A.shape)}).")
-        if not (torch.equal(A_in, A) and torch.equal(G_in, G)):
-            return Verdict(False, "your function modified A or G in place; compute on new "
-                           "tensors (avoid *=, relu_(), clamp_()), the caller still needs them.")
+        out, failed = run_on_copies(fn, A, G, size, where=f"on {what}, ")
+        if failed is not None:
+            return failed
         if not isinstance(out, torch.Tensor):
             return Verdict(False, f"expected a tensor of shape {(A.shape[0], *size)}, got "
                            f"{_describe(out)} (stay in torch; NumPy only for plotting).")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from ..cams import GRADIENT_METHODS, METHOD_TITLES, raw_map
-from .nb01 import Verdict, _describe
+from .nb01 import Verdict, _describe, run_on_copies
 
 __all__ = ["Verdict", "check_layer_cam", "check_completeness_error", "check_head_blind"]
 
@@ -37,15 +37,9 @@ def check_layer_cam(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) ->
         return Verdict(False, f"pass your function itself (my_layer_cam, not my_layer_cam(...)); "
                        f"got {_describe(fn)}.")
     A, G = _cam_inputs()
-    A_in, G_in = A.clone(), G.clone()
-    try:
-        out = fn(A_in, G_in)
-    except Exception as err:  # the learner's code failing is an answer, not a crash
-        return Verdict(False, f"your function raised {type(err).__name__}: {err} (A and G of "
-                       f"shape {tuple(A.shape)}).")
-    if not (torch.equal(A_in, A) and torch.equal(G_in, G)):
-        return Verdict(False, "your function modified A or G in place (clamp_, relu_, *=); "
-                       "compute on new tensors.")
+    out, failed = run_on_copies(fn, A, G)
+    if failed is not None:
+        return failed
     if not isinstance(out, torch.Tensor):
         return Verdict(False, f"return a tensor, got {_describe(out)}.")
     ref = raw_map("layercam", A, G)

@@ -22,13 +22,15 @@ Score-CAM      w_k = softmax_k of the score when the input is masked by A_k (Wan
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import Target, check_images, model_mode, target_scores
+from .capture import capture, check_images, model_mode
+from .targets import Target, class_indices, select_target, target_scores
 
 EPS = 1e-7
 
@@ -99,39 +101,150 @@ def class_activation_map(A: torch.Tensor, fc_weight: torch.Tensor,
 
     ``fc_weight``: the head's weight ``(num_classes, C)``; ``classes``: one per image or an int.
     """
-    n = A.shape[0]
-    classes = torch.as_tensor(classes, device=A.device).reshape(-1).expand(n) \
-        if not isinstance(classes, int) else torch.full((n,), classes, device=A.device)
+    classes = class_indices(classes, A.shape[0])
+    if classes is None:
+        raise TypeError("classes: CAM needs class indices, not a callable target")
     if fc_weight.shape[1] != A.shape[1]:
         raise ValueError(f"fc_weight: has {fc_weight.shape[1]} inputs but the activations have "
                          f"{A.shape[1]} channels; CAM needs the layer that feeds the GAP + "
                          "linear head")
-    return _weighted_sum(fc_weight[classes].to(A.dtype), A)
+    return _weighted_sum(fc_weight[classes.to(fc_weight.device)].to(A.dtype), A)
 
 
-GRADIENT_METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "gradcam": grad_cam,
-    "hirescam": hires_cam,
-    "gradcam++": grad_cam_pp,
-    "xgradcam": xgrad_cam,
-    "layercam": layer_cam,
-    "eigencam": eigen_cam,
+# ----------------------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class MapContext:
+    """What a method beyond (A, G) may need: the model, its input ``x`` ``(N, C, H, W)`` (as
+    the model takes it) and the target (see :mod:`gradcam_edu.targets`)."""
+
+    model: nn.Module | None = None
+    x: torch.Tensor | None = None
+    target: Target | None = None
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class Method:
+    """One CAM method: its ``title``, its function and what it needs.
+
+    ``needs``: ``"gradient"`` (G from a backward), ``"forwards"`` (extra forwards of masked
+    inputs), ``"head"`` (a GAP + linear head ``fc`` fed by the layer). A method that needs
+    only the gradient (or nothing) is ``fn(A, G)``; one that needs more is
+    ``fn(A, G, context)`` with a :class:`MapContext`. ``class_specific``: False for a map that
+    does not depend on the class (Eigen-CAM).
+    """
+
+    title: str
+    fn: Callable[..., torch.Tensor]
+    needs: tuple[str, ...] = ("gradient",)
+    class_specific: bool = True
+
+    @property
+    def from_capture(self) -> bool:
+        """True when one capture's (A, G) is all the method needs."""
+        return set(self.needs) <= {"gradient"}
+
+    def __call__(self, A: torch.Tensor, G: torch.Tensor | None,
+                 context: MapContext | None = None) -> torch.Tensor:
+        if self.from_capture:
+            return self.fn(A, G)
+        if context is None or context.model is None:
+            raise ValueError(f"model: {self.title} needs the model ({', '.join(self.needs)}); "
+                             "pass model=, x= and target=")
+        return self.fn(A, G, context)
+
+
+def _score_cam(A: torch.Tensor, G: torch.Tensor | None, ctx: MapContext) -> torch.Tensor:
+    return score_cam(ctx.model, ctx.x, A, ctx.target, batch_size=ctx.batch_size)
+
+
+def linear_head(model: nn.Module) -> nn.Linear:
+    """The model's linear head ``fc`` (after global average pooling), for CAM."""
+    fc = getattr(model, "fc", None)
+    if not isinstance(fc, nn.Linear):
+        raise TypeError(f"model: CAM needs a GAP + linear head named fc, "
+                        f"{type(model).__name__} has {type(fc).__name__}")
+    return fc
+
+
+def _cam(A: torch.Tensor, G: torch.Tensor | None, ctx: MapContext) -> torch.Tensor:
+    return class_activation_map(A, linear_head(ctx.model).weight.detach(), ctx.target)
+
+
+METHODS: dict[str, Method] = {
+    "gradcam": Method("Grad-CAM", grad_cam),
+    "hirescam": Method("HiResCAM", hires_cam),
+    "gradcam++": Method("Grad-CAM++", grad_cam_pp),
+    "xgradcam": Method("XGrad-CAM", xgrad_cam),
+    "layercam": Method("LayerCAM", layer_cam),
+    "eigencam": Method("Eigen-CAM", eigen_cam, needs=(), class_specific=False),
+    "scorecam": Method("Score-CAM", _score_cam, needs=("forwards",)),
+    "cam": Method("CAM", _cam, needs=("head",)),
 }
-"""Methods computed from one capture's (A, G), by the names used in the course and the CLI."""
-
-METHOD_TITLES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM", "gradcam++": "Grad-CAM++",
-                 "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "eigencam": "Eigen-CAM",
-                 "scorecam": "Score-CAM", "cam": "CAM"}
+"""Every map method by the name the course, the explorer and the CLI use. A new method is one
+function and one line here (see ``tests/test_cams.py::test_a_new_method_is_one_line``)."""
 
 
-def raw_map(method: str, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    """The raw signed map ``(N, h, w)`` of a method named in :data:`GRADIENT_METHODS`."""
-    try:
-        fn = GRADIENT_METHODS[method]
-    except KeyError:
-        raise ValueError(f"method: unknown method {method!r}; choose one of "
-                         f"{', '.join(GRADIENT_METHODS)}") from None
-    return fn(A, G)
+class _View(Mapping):
+    """A read-only live view of :data:`METHODS` (a method added there appears here too)."""
+
+    def __init__(self, keep: Callable[[Method], bool], value: Callable[[Method], object]):
+        self._keep, self._value = keep, value
+
+    def _names(self) -> list[str]:
+        return [n for n, m in METHODS.items() if self._keep(m)]
+
+    def __getitem__(self, name: str):
+        if name not in self._names():
+            raise KeyError(name)
+        return self._value(METHODS[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+GRADIENT_METHODS: Mapping[str, Callable] = _View(lambda m: m.from_capture, lambda m: m.fn)
+"""The methods computed from one capture's (A, G) alone: name -> ``fn(A, G)``."""
+METHOD_TITLES: Mapping[str, str] = _View(lambda m: True, lambda m: m.title)
+"""Every method's display title: name -> title."""
+
+
+def check_method(name: str, allowed: Sequence[str] | None = None, what: str = "method") -> Method:
+    """The registered method ``name``; ``ValueError`` naming ``what`` and the valid choices
+    (``allowed``, default every registered method) otherwise."""
+    choices = list(allowed) if allowed is not None else list(METHODS)
+    if not isinstance(name, str) or name not in choices or name not in METHODS:
+        raise ValueError(f"{what}: unknown method {name!r}; choose one of {', '.join(choices)}")
+    return METHODS[name]
+
+
+def check_methods(names: Sequence[str] | str, allowed: Sequence[str] | None = None,
+                  what: str = "methods") -> list[str]:
+    """``names`` as a non-empty list of registered methods (see :func:`check_method`)."""
+    names = [names] if isinstance(names, str) else list(names)
+    if not names:
+        raise ValueError(f"{what}: empty list; choose from "
+                         f"{', '.join(allowed if allowed is not None else METHODS)}")
+    for n in names:
+        check_method(n, allowed, what)
+    return names
+
+
+def raw_map(method: str, A: torch.Tensor, G: torch.Tensor | None = None,
+            model: nn.Module | None = None, x: torch.Tensor | None = None,
+            target: Target | None = None, batch_size: int = 32) -> torch.Tensor:
+    """The raw signed map ``(N, h, w)`` of any method of :data:`METHODS`.
+
+    (A, G) methods need only ``A`` and ``G``; Score-CAM also ``model``, ``x`` and ``target``
+    (``batch_size`` masked images per forward), CAM ``model`` (its ``fc``) and ``target``.
+    """
+    m = check_method(method)
+    if "gradient" in m.needs and G is None:
+        raise ValueError(f"G: {m.title} needs the gradients of the layer (cap.backward first)")
+    return m(A, G, MapContext(model, x, target, batch_size))
 
 
 def normalize(maps: torch.Tensor) -> torch.Tensor:
@@ -188,18 +301,10 @@ def score_cam(model: nn.Module, x: torch.Tensor, A: torch.Tensor, target: Target
     with model_mode(model):
         weights = torch.empty(n, k, device=A.device, dtype=A.dtype)
         for i in range(n):
-            # the target for image i alone
-            if isinstance(target, int) or callable(target):
-                t_i = target
-            else:
-                t_i = [int(torch.as_tensor(target).reshape(-1)[i])]
             for start in range(0, k, batch_size):
                 idx = channels[i, start:start + batch_size]
                 batch = x[i:i + 1] * masks[i, idx][:, None]
-                if isinstance(t_i, list):
-                    t_b = t_i * len(idx)
-                else:
-                    t_b = t_i
+                t_b = select_target(target, n, index=[i], repeats=len(idx))
                 weights[i, start:start + len(idx)] = target_scores(model(batch), t_b)
         weights = weights.softmax(dim=1)
     selected = A.gather(1, channels[..., None, None].expand(n, k, h, w))
@@ -213,19 +318,14 @@ def explain(model: nn.Module, x: torch.Tensor, layers, target: Target,
 
     Returns ``maps[layer][method]`` of shape ``(N, H, W)`` (input size) in [0, 1], or at the
     layer's resolution when ``upsample_to_input`` is False. Methods: names of
-    :data:`GRADIENT_METHODS`.
+    :data:`METHODS` (Score-CAM adds its masked forwards, CAM reads the model's ``fc``).
     """
-    from .capture import capture
-
-    for m in methods:
-        if m not in GRADIENT_METHODS:
-            raise ValueError(f"methods: unknown method {m!r}; choose from "
-                             f"{', '.join(GRADIENT_METHODS)}")
+    methods = check_methods(methods)
     size = tuple(x.shape[-2:]) if upsample_to_input else None
     with capture(model, layers) as cap:
         cap.forward(x)
         cap.backward(target)
         return {name: {m: finalize(raw_map(m, cap.activations[name].detach(),
-                                             cap.gradients[name]), size)
+                                           cap.gradients[name], model, x, target), size)
                        for m in methods}
                 for name in cap.layer_names}

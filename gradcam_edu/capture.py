@@ -25,12 +25,17 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
-Target = int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+from .targets import Target, target_scores
+
+__all__ = ["Capture", "Target", "capturable_layers", "capture", "call_name", "check_images",
+           "hook_count", "input_gradient", "model_mode", "record", "resolve_layer",
+           "split_call", "target_scores"]
+
 LayerSpec = str | nn.Module
 
 
@@ -40,6 +45,19 @@ def _close_matches(name: str, choices: Sequence[str], n: int = 5) -> list[str]:
     if not matches:  # fall back to names that share a prefix (e.g. "layer4.1.con" -> convs)
         matches = [c for c in choices if c.startswith(name.split(".")[0])][:n]
     return matches
+
+
+def call_name(base: str, k: int, calls: int) -> str:
+    """The capture name of call ``k`` of a module that ran ``calls`` times: ``base`` when it
+    ran once, ``"base#k"`` otherwise (the inverse of :func:`split_call`)."""
+    return base if calls == 1 else f"{base}#{k}"
+
+
+def hook_count(model: nn.Module) -> int:
+    """Forward, pre-forward and backward hooks currently registered on ``model``'s modules
+    (0 after every capture has closed)."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(m._backward_pre_hooks) for m in model.modules())
 
 
 def split_call(name: str) -> tuple[str, int | None]:
@@ -100,41 +118,6 @@ def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
         raise ValueError(f"{name}: the input contains NaN values")
 
 
-def target_scores(logits: torch.Tensor, target: Target) -> torch.Tensor:
-    """The score to explain, one per image: ``(N,)``.
-
-    ``target`` is an int (one class for every image), a sequence or 1-D tensor of ints (one class
-    per image, same length as the batch) or a callable ``f(logits) -> (N,)`` (or a scalar).
-    Scores are taken before any softmax, as Grad-CAM prescribes.
-    """
-    n, num_classes = logits.shape[0], logits.shape[-1]
-    if callable(target) and not isinstance(target, torch.Tensor):
-        scores = target(logits)
-        if not isinstance(scores, torch.Tensor):
-            raise TypeError("target: the callable must return a tensor of scores, got "
-                            f"{type(scores).__name__}")
-        return scores.reshape(-1) if scores.ndim else scores.reshape(1)
-    if isinstance(target, bool):
-        raise TypeError("target: expected a class index, got a bool")
-    if isinstance(target, int):
-        classes = torch.full((n,), target, dtype=torch.long)
-    else:
-        try:
-            classes = torch.as_tensor(target, dtype=torch.long).reshape(-1)
-        except (TypeError, ValueError) as err:
-            raise TypeError("target: expected an int, a sequence of ints (one per image) or a "
-                            f"callable on the logits, got {type(target).__name__}") from err
-        if classes.numel() != n:
-            raise ValueError(f"target: got {classes.numel()} classes for a batch of {n} images; "
-                             "give one int for all images or exactly one class per image")
-    bad = (classes < 0) | (classes >= num_classes)
-    if bad.any():
-        raise IndexError(f"target: class index {int(classes[bad][0])} is out of range; the "
-                         f"model has {num_classes} classes (0 to {num_classes - 1})")
-    classes = classes.to(logits.device)
-    return logits.gather(1, classes[:, None]).squeeze(1)
-
-
 @contextlib.contextmanager
 def model_mode(model: nn.Module, eval: bool = True) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode (when ``eval``) and restore every module's flag on exit."""
@@ -152,24 +135,30 @@ def model_mode(model: nn.Module, eval: bool = True) -> Iterator[nn.Module]:
 class Capture:
     """Records layer outputs during :meth:`forward`, and their gradients in :meth:`backward`.
 
-    Use through :func:`capture`. After ``forward``: ``activations`` maps each requested layer
-    name to its output ``(N, C, h, w)`` and ``logits`` holds the model's output. After
-    ``backward(target)``: ``gradients`` maps the same names to ``d score / d activation``.
-    ``layer_names`` lists the names in the order the layers ran (forward order).
+    Use through :func:`capture` (a ``with`` block) or :func:`record` (one forward, hooks
+    gone at once, the graph kept for later backwards). After ``forward``: ``activations``
+    maps each requested layer name to its output ``(N, C, h, w)`` and ``logits`` holds the
+    model's output. After ``backward(target)``: ``gradients`` maps the same names to
+    ``d score / d activation``. ``layer_names`` lists the names in forward order.
+
+    ``keep_graph``: when True, leaving the ``with`` block removes the hooks and restores the
+    model's mode but keeps the autograd graph, so :meth:`backward` still works (one backward
+    per new class, no forward) until :meth:`release`.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[LayerSpec] | LayerSpec,
-                 eval: bool = True):
+                 eval: bool = True, keep_graph: bool = False, _allow_empty: bool = False):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if isinstance(layers, str | nn.Module):
             layers = [layers]
         layers = list(layers)
-        if not layers:
+        if not layers and not _allow_empty:
             raise ValueError("layers: the list of layers is empty; name at least one, for "
                              "example 'layer4' (see model.named_modules())")
         self.model = model
         self.eval = eval
+        self.keep_graph = keep_graph
         # requested name -> (module name, call index or None); modules hooked once each
         self._requests: dict[str, tuple[str, int | None]] = {}
         self._modules: dict[str, nn.Module] = {}
@@ -182,6 +171,7 @@ class Capture:
         self._order: list[tuple[int, str]] = []
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._mode: contextlib.AbstractContextManager | None = None
+        self._tracing = False
         self.activations: dict[str, torch.Tensor] = {}
         self.gradients: dict[str, torch.Tensor] = {}
         self.logits: torch.Tensor | None = None
@@ -205,14 +195,19 @@ class Capture:
         self.close()
 
     def close(self) -> None:
-        """Remove every hook, restore the model's mode and drop the graph."""
+        """Remove every hook and restore the model's mode; drop the graph unless
+        ``keep_graph`` (then :meth:`release` drops it)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         if self._mode is not None:
             self._mode.__exit__(None, None, None)
             self._mode = None
-        # Keep the values, drop the autograd graph kept alive for further backward passes.
+        if not self.keep_graph:
+            self.release()
+
+    def release(self) -> None:
+        """Keep the values, drop the autograd graph (no more backward passes)."""
         self.logits = None if self.logits is None else self.logits.detach()
         self.activations = {n: a.detach() for n, a in self.activations.items()}
         self.gradients = {n: g.detach() for n, g in self.gradients.items()}
@@ -222,6 +217,8 @@ class Capture:
     def _hook(self, base: str):
         def hook(module: nn.Module, inputs, output):
             if not isinstance(output, torch.Tensor):
+                if self._tracing:
+                    return None
                 raise TypeError(f"layers: {base!r} returns {type(output).__name__}, not a "
                                 "tensor; capture a layer whose output is a single tensor")
             calls = self._calls.setdefault(base, [])
@@ -244,8 +241,7 @@ class Capture:
             return first_run.get(f"{base}#{call or 0}", len(first_run))
         return sorted(self._requests, key=position)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the model once on ``x`` ``(N, C, H, W)``; returns the logits."""
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self._mode is None:
             raise RuntimeError("capture: use it as a context manager "
                                "(with capture(model, layers) as cap: ...)")
@@ -262,34 +258,61 @@ class Capture:
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise TypeError("model: expected the model to return logits of shape "
                             f"(N, num_classes), got {getattr(logits, 'shape', type(logits))}")
+        return logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model once on ``x`` ``(N, C, H, W)``; returns the logits."""
+        logits = self._run(x)
         for key, (base, call) in self._requests.items():
-            runs = self._calls.get(base, [])
-            if not runs:
-                raise RuntimeError(f"layers: {base!r} never ran in the forward pass, so it has "
-                                   "no activation (is it used by the model's forward?)")
-            if call is None:
-                if len(runs) > 1:
-                    choices = ", ".join(f"'{base}#{k}'" for k in range(len(runs)))
-                    raise ValueError(f"layers: {base!r} ran {len(runs)} times in one forward "
-                                     f"(a module reused inside its parent); choose one call: "
-                                     f"{choices}")
-                self.activations[key] = runs[0]
-            else:
-                if call >= len(runs):
-                    raise ValueError(f"layers: {key!r} asks for call {call}, but {base!r} ran "
-                                     f"{len(runs)} time(s); valid: "
-                                     + ", ".join(f"'{base}#{k}'" for k in range(len(runs))))
-                self.activations[key] = runs[call]
+            self.activations[key] = self._pick(key, base, call)
         self._calls.clear()
         self.logits = logits
         return logits
+
+    def _pick(self, key: str, base: str, call: int | None) -> torch.Tensor:
+        runs = self._calls.get(base, [])
+        if not runs:
+            raise RuntimeError(f"layers: {base!r} never ran in the forward pass, so it has "
+                               "no activation (is it used by the model's forward?)")
+        valid = ", ".join(f"'{base}#{k}'" for k in range(len(runs)))
+        if call is None:
+            if len(runs) > 1:
+                raise ValueError(f"layers: {base!r} ran {len(runs)} times in one forward "
+                                 f"(a module reused inside its parent); choose one call: "
+                                 f"{valid}")
+            return runs[0]
+        if call >= len(runs):
+            raise ValueError(f"layers: {key!r} asks for call {call}, but {base!r} ran "
+                             f"{len(runs)} time(s); valid: {valid}")
+        return runs[call]
+
+    def trace(self, x: torch.Tensor, ndim: int | None = 4) -> list[str]:
+        """Run the model once (no graph kept) and return the capture names of every call of
+        the hooked modules whose output is a tensor with ``ndim`` dimensions (None: any), in
+        forward order, ``"name#k"`` for modules that ran several times."""
+        self._tracing = True
+        try:
+            with torch.no_grad():
+                self._run(x)
+        finally:
+            self._tracing = False
+        counts = {b: len(v) for b, v in self._calls.items()}
+        kept = {f"{b}#{k}" for b, v in self._calls.items() for k, t in enumerate(v)
+                if ndim is None or t.ndim == ndim}
+        names = []
+        for _, key in self._order:
+            if key in kept:
+                base, k = split_call(key)
+                names.append(call_name(base, k, counts[base]))
+        self._calls.clear()
+        return names
 
     def backward(self, target: Target, input_gradient: bool = False) -> torch.Tensor:
         """Gradients of the target scores w.r.t. every captured activation (one backward).
 
         Can be called again with another target: the forward graph is kept until the
-        capture closes, so a new class costs one backward and no forward.
-        Returns the scores ``(N,)`` that were differentiated.
+        capture closes (or until :meth:`release` with ``keep_graph``), so a new class costs
+        one backward and no forward. Returns the scores ``(N,)`` that were differentiated.
         """
         if self.logits is None or self.logits.grad_fn is None:
             raise RuntimeError("capture: call cap.forward(x) inside the with-block before "
@@ -302,13 +325,29 @@ class Capture:
             scores = target_scores(self.logits, target)
             grads = torch.autograd.grad(scores.sum(), tensors, retain_graph=True,
                                         allow_unused=True)
-        self.gradients = {n: (g if g is not None else torch.zeros_like(a))
+        self.gradients = {n: (g.detach() if g is not None else torch.zeros_like(a.detach()))
                           for n, a, g in zip(names, tensors, grads, strict=False)}
         if input_gradient:
             g = grads[-1]
-            self.input_gradient = g if g is not None else torch.zeros_like(self.input)
+            self.input_gradient = g.detach() if g is not None else torch.zeros_like(self.input)
         self.scores = scores.detach()
         return self.scores
+
+    def pullback(self, output: str, input: str, grad_output: torch.Tensor) -> torch.Tensor:
+        """The vector-Jacobian product ``J^T v`` of captured ``output`` with respect to
+        captured ``input`` (``v = grad_output``, shaped like ``output``): how a gradient at
+        ``output`` reaches ``input`` along the paths between them only."""
+        for name in (output, input):
+            if name not in self.activations:
+                raise ValueError(f"{'output' if name == output else 'input'}: {name!r} is not "
+                                 f"a captured layer; captured: {', '.join(self.activations)}")
+        if self.activations[output].grad_fn is None:
+            raise RuntimeError("capture: the graph is gone (closed capture); pull back inside "
+                               "the with-block")
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self.activations[output], self.activations[input],
+                                       grad_output, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(self.activations[input].detach()) if g is None else g.detach()
 
     def detached(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Activations and gradients without the graph (safe to keep after the capture)."""
@@ -328,30 +367,33 @@ def capture(model: nn.Module, layers: Sequence[LayerSpec] | LayerSpec,
     return Capture(model, layers, eval=eval)
 
 
+def record(model: nn.Module, layers: Sequence[LayerSpec] | LayerSpec, x: torch.Tensor,
+           eval: bool = True) -> Capture:
+    """ONE forward of ``x`` recording ``layers``, returned with its graph kept.
+
+    Every hook is already removed and the model's mode restored when this returns; the
+    recording's ``backward(target)`` (and ``input_gradient=True``) works for as many targets
+    as wanted, one backward each, until ``release()``. The explorer keeps one per image.
+    """
+    cap = Capture(model, layers, eval=eval, keep_graph=True)
+    with cap:
+        cap.forward(x)
+    return cap
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+    """``d score / d x`` ``(N, C, H, W)`` for a batch (eval mode; no parameter ``.grad``)."""
+    with Capture(model, [], _allow_empty=True) as cap:
+        cap.forward(x)
+        cap.backward(target, input_gradient=True)
+        return cap.input_gradient
+
+
 def capturable_layers(model: nn.Module, x: torch.Tensor,
                       kinds: tuple[type, ...] | None = None) -> list[str]:
     """Names of the layers with a 4-D tensor output, in forward order, with ``#k`` for
     modules that run several times. ``kinds`` keeps only modules of those types."""
-    records: list[str] = []
-    counts: dict[str, int] = {}
-    handles = []
-
-    def make(name):
-        def hook(module, inputs, output):
-            if isinstance(output, torch.Tensor) and output.ndim == 4:
-                k = counts.get(name, 0)
-                counts[name] = k + 1
-                records.append(f"{name}#{k}")
-        return hook
-
-    for name, module in model.named_modules():
-        if name and (kinds is None or isinstance(module, kinds)):
-            handles.append(module.register_forward_hook(make(name)))
-    try:
-        with model_mode(model), torch.no_grad():
-            check_images(model, x)
-            model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    return [r.split("#")[0] if counts[r.split("#")[0]] == 1 else r for r in records]
+    names = [n for n, m in model.named_modules()
+             if n and (kinds is None or isinstance(m, kinds))]
+    with Capture(model, names, _allow_empty=True) as cap:
+        return cap.trace(x[:1])

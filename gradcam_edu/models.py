@@ -44,10 +44,34 @@ __all__ = [
     "imagenet_preprocess",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "probability_kind",
+    "probabilities",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# ----------------------------------------------------------------------------- probabilities
+PROBABILITY_KINDS = ("sigmoid", "softmax")
+
+
+def probability_kind(model: nn.Module) -> str:
+    """How ``model``'s logits become probabilities, as the model says: ``"sigmoid"`` for the
+    course's multi-label models (one sigmoid per class: a shapes image holds 1 or 2 objects),
+    ``"softmax"`` for single-label models such as torchvision's ImageNet classifiers and any
+    model that does not say (its ``probabilities`` attribute)."""
+    kind = getattr(model, "probabilities", "softmax")
+    if kind not in PROBABILITY_KINDS:
+        raise ValueError(f"model: its probabilities attribute is {kind!r}; expected one of "
+                         f"{PROBABILITY_KINDS}")
+    return kind
+
+
+def probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """``(N, K)`` logits -> ``(N, K)`` probabilities by :func:`probability_kind`."""
+    logits = logits.detach().float()
+    return logits.sigmoid() if probability_kind(model) == "sigmoid" else logits.softmax(-1)
 
 
 # ----------------------------------------------------------------------------- narrow ResNet-18
@@ -56,8 +80,10 @@ class ResNet18Narrow(ResNet):
 
     Reuses ``ResNet.__init__`` for the wiring and initialisation, then rebuilds the width-
     dependent parts with ``ResNet._make_layer``; ``forward`` is torchvision's.
-    Input float (N, 3, H, W); output logits (N, num_classes).
+    Input float (N, 3, H, W); output logits (N, num_classes), multi-label (sigmoid).
     """
+
+    probabilities = "sigmoid"
 
     def __init__(self, num_classes: int = 6, width: int = 16) -> None:
         super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
@@ -132,7 +158,10 @@ class PlainCNN(nn.Module):
     blocks 1-3 end in a 2x2 max-pool. Input (N, 3, 224, 224) in [0, 1]; logits
     (N, num_classes). The last conv, ``features.block4.conv2`` (``depths[3] == 2``), has a
     14x14 grid at 224 input (stride 16). See the module docstring for all names.
+    Multi-label: one sigmoid per class.
     """
+
+    probabilities = "sigmoid"
 
     def __init__(
         self,

@@ -12,34 +12,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .capture import Target, check_images, model_mode, target_scores
-
-
-def _input_gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-    """d score / d x for a batch, without writing any parameter's ``.grad``."""
-    x = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        scores = target_scores(model(x), target)
-        (grad,) = torch.autograd.grad(scores.sum(), x)
-    return grad
-
-
-def _repeat_target(target: Target, n_images: int, repeats: int) -> Target:
-    """Expand a per-image target for a batch made of ``repeats`` copies of each image."""
-    if isinstance(target, int) or callable(target):
-        return target
-    classes = torch.as_tensor(target).reshape(-1)
-    if classes.numel() != n_images:
-        raise ValueError(f"target: got {classes.numel()} classes for a batch of {n_images} "
-                         "images; give one int for all images or one class per image")
-    return classes.repeat_interleave(repeats)
+from .capture import check_images, input_gradient, model_mode
+from .targets import Target, select_target, target_scores
 
 
 def vanilla_gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
     """The gradient of the class score with respect to the input pixels."""
-    check_images(model, x)
-    with model_mode(model):
-        return _input_gradient(model, x, target)
+    return input_gradient(model, x, target)
 
 
 def smooth_grad(model: nn.Module, x: torch.Tensor, target: Target, n_samples: int = 25,
@@ -68,7 +47,7 @@ def smooth_grad(model: nn.Module, x: torch.Tensor, target: Target, n_samples: in
             eps = torch.randn((n, k, *x.shape[1:]), generator=generator, device=x.device,
                               dtype=x.dtype)
             noisy = (x[:, None] + eps * (noise * span)[:, None]).reshape(n * k, *x.shape[1:])
-            grads = _input_gradient(model, noisy, _repeat_target(target, n, k))
+            grads = input_gradient(model, noisy, select_target(target, n, repeats=k))
             total += grads.reshape(n, k, *x.shape[1:]).sum(dim=1)
             done += k
     return total / n_samples
@@ -116,8 +95,8 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Target,
             a = alphas[start:start + batch_size]
             k = a.numel()
             path = (baseline[:, None] + a[None, :, None, None, None] * diff[:, None])
-            grads = _input_gradient(model, path.reshape(n * k, *x.shape[1:]),
-                                    _repeat_target(target, n, k))
+            grads = input_gradient(model, path.reshape(n * k, *x.shape[1:]),
+                                   select_target(target, n, repeats=k))
             total += (grads.reshape(n, k, *x.shape[1:])
                       * w[start:start + k][None, :, None, None, None]).sum(dim=1)
         with torch.no_grad():

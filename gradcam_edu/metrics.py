@@ -35,9 +35,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms.functional import gaussian_blur
 
-from .cams import GRADIENT_METHODS, finalize, raw_map
-from .capture import Target, capture, check_images, model_mode, target_scores
+from .cams import GRADIENT_METHODS, check_method, finalize, raw_map
+from .capture import capture, check_images, model_mode
+from .targets import Target, select_target, target_scores
 
 ZHANG_TOLERANCE_PX = 15
 """The pointing game's tolerance in Zhang et al. (ECCV 2016), in pixels."""
@@ -258,8 +260,6 @@ Baseline = Literal["zeros", "blur"] | torch.Tensor
 
 def blurred(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
     """Gaussian blur of images ``(N, C, H, W)``: kernel ``2 * ceil(3 sigma) + 1`` px."""
-    from torchvision.transforms.functional import gaussian_blur
-
     k = 2 * math.ceil(3 * sigma) + 1
     return gaussian_blur(x, kernel_size=[k, k], sigma=[sigma, sigma])
 
@@ -317,21 +317,10 @@ def perturbation_curve(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, ta
                 batch = torch.where(chosen, base[idx], x[idx])
             else:
                 batch = torch.where(chosen, x[idx], base[idx])
-            scores = target_scores(model(batch), _select_target(target, idx.cpu(), n))
+            scores = target_scores(model(batch), select_target(target, n, index=idx.cpu()))
             for (i, k), p in zip(chunk, torch.sigmoid(scores).float().cpu(), strict=True):
                 probs[i, k] = p
     return probs
-
-
-def _select_target(target: Target, idx: torch.Tensor, n: int) -> Target:
-    """The target for the images ``x[idx]`` of a batch of ``n`` images."""
-    if isinstance(target, int) or (callable(target) and not isinstance(target, torch.Tensor)):
-        return target
-    classes = torch.as_tensor(target).reshape(-1)
-    if classes.numel() != n:
-        raise ValueError(f"target: got {classes.numel()} classes for {n} images; give one int "
-                         "for all images or one class per image")
-    return classes[idx]
 
 
 def curve_auc(curve: torch.Tensor) -> torch.Tensor:
@@ -446,9 +435,7 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, layer: str, targe
             return finalize(raw_map(method, cap.activations[layer].detach(),
                                     cap.gradients[layer]))
 
-    if method not in GRADIENT_METHODS:
-        raise ValueError(f"method: unknown method {method!r}; choose one of "
-                         f"{', '.join(GRADIENT_METHODS)}")
+    check_method(method, GRADIENT_METHODS)
     reference = displayed(model)
     randomised = copy.deepcopy(model)
     modules = dict(randomised.named_modules())

@@ -21,7 +21,6 @@ layers are paired (same pairs) and bootstrapped by image
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,8 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cams import GRADIENT_METHODS, finalize, raw_map, upsample
+from .cams import GRADIENT_METHODS, check_methods, finalize, raw_map, upsample
 from .capture import capture
+from .threads import torch_threads
 from .metrics import (
     ZHANG_TOLERANCE_PX,
     baseline_scores,
@@ -104,7 +104,7 @@ class Scoreboard:
         """One dict per (layer, method), then the baselines: means over pairs, 95% intervals
         of ``pointing_tol`` and ``energy``, and the layer grid's ceiling."""
         if self._rows is None:
-            with _one_thread():
+            with torch_threads(1):
                 self._rows = self._make_rows()
         return self._rows
 
@@ -238,19 +238,6 @@ def _check_inputs(images, masks, classes) -> None:
                              f"(one mask per class in classes[{i}]), got {tuple(m.shape)}")
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Metric ops run on small tensors, a few thousand times per run: in a parallel region
-    each one waits for every thread, which costs more than it gains (badly so when the cores
-    are shared with other jobs). The forward and backward keep all threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _score_layers(cap, layers, methods, local, mask, other, two, size, tolerance_px,
                   per, ceilings, grids) -> None:
     """Score the pairs of one backward (images ``local`` of the batch) at every layer and
@@ -295,9 +282,7 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
     from that capture. ``n_boot``, ``seed``: bootstrap of the intervals in
     :attr:`Scoreboard.rows`.
     """
-    unknown = [m for m in methods if m not in GRADIENT_METHODS]
-    if unknown:
-        raise ValueError(f"methods: unknown {unknown}; choose from {', '.join(GRADIENT_METHODS)}")
+    methods = check_methods(methods, GRADIENT_METHODS)
     masks = [torch.as_tensor(m, dtype=torch.bool) for m in masks]
     _check_inputs(images, masks, classes)
     size = tuple(images.shape[-2:])
@@ -332,7 +317,7 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
                 image_index += rows
                 slots += [slot] * len(rows)
                 target_class += [classes[i][slot] for i in rows]
-                with _one_thread():
+                with torch_threads(1):
                     for k, v in _baselines(mask, other, two, tolerance_px).items():
                         baselines.setdefault(k, []).append(v)
                     _score_layers(cap, layers, methods, local, mask, other, two, size,

@@ -130,3 +130,45 @@ def test_score_cam_matches_a_direct_loop():
     assert top.shape == (2, 16, 16)
     with pytest.raises(ValueError, match="batch_size"):
         cams.score_cam(model, x, A, target=1, batch_size=0)
+
+
+def test_a_new_method_is_one_function_and_one_registry_line(monkeypatch, resnet, images):
+    """Adding a method: one function of (A, G) and one line in cams.METHODS. It then shows
+    up everywhere the registry is read (views, checks, explain)."""
+    def abs_grad_cam(A, G):                              # the one function
+        return cams.grad_cam(A, G.abs())
+
+    monkeypatch.setitem(cams.METHODS, "absgradcam",
+                        cams.Method("|G|-Grad-CAM", abs_grad_cam))   # the one line
+    assert "absgradcam" in cams.GRADIENT_METHODS and cams.METHOD_TITLES["absgradcam"]
+    maps = cams.explain(resnet, images, ["layer3"], 2, methods=["gradcam", "absgradcam"])
+    with capture(resnet, ["layer3"]) as cap:
+        cap.forward(images)
+        cap.backward(2)
+    A, G = cap.activations["layer3"], cap.gradients["layer3"]
+    expected = cams.finalize(cams.grad_cam(A, G.abs()), (96, 96))
+    torch.testing.assert_close(maps["layer3"]["absgradcam"], expected)
+    assert cams.check_method("absgradcam").title == "|G|-Grad-CAM"
+
+
+def test_every_method_through_one_call(resnet, images):
+    """raw_map serves every registered method with one call shape: CAM equals
+    sum_k W[c, k] A_k, Score-CAM equals score_cam, the (A, G) methods their functions."""
+    with capture(resnet, ["layer4"]) as cap:
+        cap.forward(images)
+        cap.backward([1, 2, 3])
+    A, G = cap.activations["layer4"], cap.gradients["layer4"]
+    for name in cams.METHODS:
+        raw = cams.raw_map(name, A, G, model=resnet, x=images, target=[1, 2, 3])
+        assert raw.shape == (3, 3, 3)
+    cam = cams.raw_map("cam", A, None, model=resnet, target=[1, 2, 3])
+    by_hand = torch.stack([torch.einsum("k,khw->hw", resnet.fc.weight[c].detach(), A[i])
+                           for i, c in enumerate([1, 2, 3])])
+    torch.testing.assert_close(cam, by_hand)
+    with pytest.raises(ValueError, match="model: Score-CAM needs the model"):
+        cams.raw_map("scorecam", A, G)
+    with pytest.raises(ValueError, match="G: Grad-CAM needs the gradients"):
+        cams.raw_map("gradcam", A)
+    with pytest.raises(ValueError, match=r"methods: unknown method 'cam'; choose one of "
+                                         r"gradcam, hirescam"):
+        cams.check_methods(["gradcam", "cam"], cams.GRADIENT_METHODS)

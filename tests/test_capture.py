@@ -5,7 +5,13 @@ import torch
 import torchvision
 from torch import nn
 
-from gradcam_edu.capture import capturable_layers, capture
+from gradcam_edu.capture import (
+    capturable_layers,
+    capture,
+    hook_count,
+    input_gradient,
+    record,
+)
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +23,6 @@ def resnet():
 @pytest.fixture(scope="module")
 def images():
     return torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-
-
-def hook_count(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               for m in model.modules())
 
 
 def test_many_layers_one_forward_one_backward(resnet, images):
@@ -251,6 +252,18 @@ def test_bad_arguments(resnet, images):
             cap.backward("cat")
 
 
+def test_capturable_layers_name_reused_calls():
+    """The shared ReLU of a BasicBlock runs twice: named relu#0 / relu#1; layers that run
+    once keep their plain name; non-4-D outputs (fc) are left out."""
+    model = torchvision.models.resnet18(num_classes=3).eval()
+    names = capturable_layers(model, torch.rand(1, 3, 32, 32))
+    block = [n for n in names if n.startswith("layer1.0.")]
+    assert block == ["layer1.0.conv1", "layer1.0.bn1", "layer1.0.relu#0", "layer1.0.conv2",
+                     "layer1.0.bn2", "layer1.0.relu#1"]
+    assert names[:4] == ["conv1", "bn1", "relu", "maxpool"] and "fc" not in names
+    assert hook_count(model) == 0
+
+
 def test_capturable_layers_in_forward_order(resnet, images):
     names = capturable_layers(resnet, images)
     assert names[:4] == ["conv1", "bn1", "relu", "maxpool"]
@@ -268,3 +281,59 @@ def test_works_inside_no_grad(resnet, images):
         cap.backward(1, input_gradient=True)
         assert cap.gradients["layer4"].abs().sum() > 0
         assert cap.input_gradient.shape == images.shape
+
+
+def test_record_keeps_the_graph_not_the_hooks(resnet, images):
+    """record(): one forward, every hook gone and the mode restored at once; each later
+    class costs one backward and gives the same gradients as a fresh capture."""
+    resnet.train()
+    try:
+        rec = record(resnet, ["layer4.1", "layer2.0.conv1"], images)
+        assert hook_count(resnet) == 0 and resnet.training
+        assert rec.logits.grad_fn is not None          # the graph is kept
+        for cls in (3, [1, 2, 0]):
+            rec.backward(cls)
+            with capture(resnet, ["layer4.1", "layer2.0.conv1"]) as cap:
+                cap.forward(images)
+                cap.backward(cls)
+            for name in ("layer4.1", "layer2.0.conv1"):
+                torch.testing.assert_close(rec.gradients[name], cap.gradients[name])
+                assert rec.gradients[name].grad_fn is None
+        rec.release()
+        with pytest.raises(RuntimeError, match="call cap.forward"):
+            rec.backward(0)
+    finally:
+        resnet.eval()
+    assert all(p.grad is None for p in resnet.parameters())
+
+
+def test_input_gradient_is_the_pixel_gradient_of_the_score():
+    """A linear model: score = w . x, so d score / d x = w for every image, by hand."""
+    w = torch.arange(12, dtype=torch.float32).reshape(1, 3, 2, 2)
+    model = nn.Sequential(nn.Conv2d(3, 1, 2, bias=False), nn.Flatten())
+    with torch.no_grad():
+        model[0].weight.copy_(w)
+    x = torch.rand(2, 3, 2, 2)
+    g = input_gradient(model, x, 0)
+    torch.testing.assert_close(g, w.expand(2, 3, 2, 2))
+    assert hook_count(model) == 0 and model[0].weight.grad is None
+
+
+def test_pullback_is_the_vector_jacobian_product_between_captured_tensors():
+    """y = 3 x (a conv with weight 3): J^T v = 3 v, and nothing flows between unrelated
+    tensors."""
+    model = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.Conv2d(1, 1, 1, bias=False),
+                          nn.Flatten(), nn.LazyLinear(2))
+    with torch.no_grad():
+        model[0].weight.fill_(2.0)
+        model[1].weight.fill_(3.0)
+    x = torch.rand(1, 1, 4, 4)
+    model(x)
+    with capture(model, ["0", "1"]) as cap:
+        cap.forward(x)
+        v = torch.rand(1, 1, 4, 4)
+        torch.testing.assert_close(cap.pullback("1", "0", v), 3.0 * v)
+        with pytest.raises(ValueError, match="input: 'nope' is not a captured layer"):
+            cap.pullback("1", "nope", v)
+    with pytest.raises(RuntimeError, match="graph is gone"):
+        cap.pullback("1", "0", v)

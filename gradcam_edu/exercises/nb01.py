@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cams import finalize, grad_cam
-from ..capture import capture
+from ..capture import capture, hook_count
 
 __all__ = ["Verdict", "check_channel_weights", "check_grad_cam", "check_bare_hooks",
            "hook_count"]
@@ -189,11 +189,6 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
 def _hook_ids(model: nn.Module) -> set[tuple[int, str, int]]:
     return {(id(m), d, k) for m in model.modules() for d in _HOOK_DICTS
             for k in getattr(m, d, {})}
-
-
-def hook_count(model: nn.Module) -> int:
-    """Number of forward, forward-pre and backward hooks registered on ``model``'s modules."""
-    return len(_hook_ids(model))
 
 
 def _remove_new_hooks(model: nn.Module, before: set[tuple[int, str, int]]) -> int:

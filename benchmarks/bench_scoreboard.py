@@ -18,7 +18,8 @@ import time
 import torch
 
 from gradcam_edu import models, weights
-from gradcam_edu.scoreboard import scoreboard, shapes_sample
+from gradcam_edu.scoreboard import scoreboard
+from gradcam_edu.shapes import shapes_sample
 
 LAYERS = [
     "conv1", "maxpool",

@@ -1,7 +1,7 @@
 """Layer scoreboard: how well does each layer's map localise the object, next to what its grid
 can reach at best?
 
-    images, masks, classes = shapes_sample(200)                 # held-out "test" images
+    images, masks, classes = shapes.shapes_sample(200)          # held-out "test" images
     board = scoreboard(model, images, masks, classes,
                        layers=["layer4", "layer4.1.conv2", "layer3", "conv1"],
                        methods=["gradcam", "hirescam", "layercam"])
@@ -25,13 +25,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
 from .cams import GRADIENT_METHODS, check_methods, finalize, raw_map, upsample
 from .capture import capture
-from .threads import torch_threads
 from .metrics import (
     ZHANG_TOLERANCE_PX,
     baseline_scores,
@@ -45,24 +43,13 @@ from .metrics import (
     uniform_map,
     upsample_adjoint,
 )
+from .threads import torch_threads
 
 METRICS = ("pointing", "pointing_tol", "energy", "target_share")
 """Per-pair scores in [0, 1]: strict pointing hit, hit within the tolerance, energy share, and
 on 2-object images the class discrimination (mass on the target / on both objects; NaN for
 pairs from 1-object images)."""
 BASELINE = "(baseline)"
-
-
-def shapes_sample(n: int, split: str = "test", seed: int = 0, start: int = 0,
-                  ) -> tuple[torch.Tensor, list[torch.Tensor], list[list[int]]]:
-    """``n`` rendered shapes images: images float ``(n, 3, 224, 224)`` in [0, 1], object masks
-    (one bool ``(K_i, 224, 224)`` per image) and classes (``K_i`` ints per image)."""
-    from .shapes import render, to_tensor
-
-    samples = [render(seed, split, i) for i in range(start, start + n)]
-    images = to_tensor(np.stack([s.image for s in samples]))
-    return (images, [torch.from_numpy(s.masks) for s in samples],
-            [list(s.classes) for s in samples])
 
 
 @dataclass

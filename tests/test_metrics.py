@@ -6,20 +6,22 @@ import pytest
 import torch
 
 from gradcam_edu import cams
+from gradcam_edu.faithfulness import (
+    cascading_randomization,
+    deletion_auc,
+    insertion_auc,
+    perturbation_curve,
+    rankdata,
+    spearman,
+)
 from gradcam_edu.metrics import (
     baseline_scores,
-    cascading_randomization,
     centre_map,
-    deletion_auc,
     energy_at_grid,
     energy_pointing_game,
-    insertion_auc,
     paired_bootstrap,
-    perturbation_curve,
     pointing_game,
-    rankdata,
     resolution_ceiling,
-    spearman,
     target_share,
     uniform_map,
 )

@@ -37,8 +37,8 @@ import torch
 
 from gradcam_edu import cams, gradflow, viz, weights
 from gradcam_edu.capture import capture
-from gradcam_edu.scoreboard import scoreboard, shapes_sample
-from gradcam_edu.shapes import CLASS_NAMES
+from gradcam_edu.scoreboard import scoreboard
+from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
 
 torch.manual_seed(0)
 torch.set_num_threads(1)   # tiny model; one thread gives the same numbers on every machine

@@ -36,8 +36,8 @@ import torch
 
 from gradcam_edu import cams, viz, weights
 from gradcam_edu.capture import capture
-from gradcam_edu.scoreboard import scoreboard, shapes_sample
-from gradcam_edu.shapes import CLASS_NAMES
+from gradcam_edu.scoreboard import scoreboard
+from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
 from gradcam_edu.truncate import (
     STANDARD_CUTS,
     first_images,

@@ -33,10 +33,10 @@
 import matplotlib.pyplot as plt
 import torch
 
-from gradcam_edu import attributions, cams, metrics, viz, weights
+from gradcam_edu import attributions, cams, faithfulness, metrics, viz, weights
 from gradcam_edu.capture import capture
-from gradcam_edu.scoreboard import scoreboard, shapes_sample
-from gradcam_edu.shapes import CLASS_NAMES
+from gradcam_edu.scoreboard import scoreboard
+from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
 
 torch.manual_seed(0)
 torch.set_num_threads(1)   # tiny models; one thread gives the same numbers on every machine
@@ -332,11 +332,11 @@ show_attributions(x2, [masks[i][0] for i in range(2)],
 # one after another and compare each new map with the trained model's map (Spearman rank
 # correlation). A map that explains the model must change as the model is destroyed; a map
 # that stays the same was showing the image, not the model.
-# `metrics.cascading_randomization` does it on a copy of the model.
+# `faithfulness.cascading_randomization` does it on a copy of the model.
 
 # %% slideshow={"slide_type": "subslide"}
 x8, t8 = images[:8], first[:8]
-sanity = {(m, layer): metrics.cascading_randomization(model, x8, layer, t8, method=m, seed=0)
+sanity = {(m, layer): faithfulness.cascading_randomization(model, x8, layer, t8, method=m, seed=0)
           for m, layer in (("gradcam", "layer4.1"), ("layercam", "layer2.1"),
                            ("eigencam", "layer4.1"))}
 

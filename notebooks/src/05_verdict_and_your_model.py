@@ -44,8 +44,7 @@ from gradcam_edu import cams, metrics, viz, weights
 from gradcam_edu.capture import capturable_layers
 from gradcam_edu.explorer import Explorer, imagenet_normalize, load_image_file
 from gradcam_edu.models import imagenet_weight_path, torchvision_resnet
-from gradcam_edu.scoreboard import shapes_sample
-from gradcam_edu.shapes import CLASS_NAMES
+from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
 from gradcam_edu.verdict import claim_boards, format_claims, judge_claims
 
 torch.manual_seed(0)

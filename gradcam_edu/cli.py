@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torchvision
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+from PIL import Image
 from torch import nn
+
+from . import cams, images, layers, models, shapes, viz, weights
+from .capture import capturable_layers, capture, split_call
 
 EXIT_USAGE = 2
 SHAPES_PREFIX = "shapes:"
@@ -65,9 +72,12 @@ class LoadedModel:
 
     def model_input(self, x: torch.Tensor) -> torch.Tensor:
         """(3, S, S) image in [0, 1] -> (1, 3, S, S) model input."""
-        from .explorer import imagenet_normalize
+        return images.imagenet_normalize(x[None]) if self.imagenet else x[None]
 
-        return imagenet_normalize(x[None]) if self.imagenet else x[None]
+    @property
+    def probability_kind(self) -> str:
+        """"sigmoid" or "softmax", as the model says (:func:`models.probability_kind`)."""
+        return models.probability_kind(self.model)
 
 
 def _is_imagenet(spec: str) -> bool:
@@ -76,8 +86,6 @@ def _is_imagenet(spec: str) -> bool:
 
 
 def _model_choices() -> list[str]:
-    from . import weights
-
     return [*weights.available_models(), *(RANDOM_PREFIX + a for a in _random_archs()),
             *(TORCHVISION_PREFIX + a for a in TORCHVISION_ARCHS)]
 
@@ -97,8 +105,6 @@ def _unknown(kind: str, name: str, choices: Sequence[str], limit: int = 60) -> C
 
 def load_cli_model(spec: str, weights_kind: str | None = None) -> LoadedModel:
     """``spec``: a shipped model name, ``random:ARCH`` or ``torchvision:ARCH``."""
-    from . import models, shapes, weights
-
     if spec.startswith(TORCHVISION_PREFIX):
         arch = spec[len(TORCHVISION_PREFIX):]
         if arch not in TORCHVISION_ARCHS:
@@ -108,8 +114,6 @@ def load_cli_model(spec: str, weights_kind: str | None = None) -> LoadedModel:
             model = models.torchvision_resnet(arch, weights=kind)
         except FileNotFoundError as err:
             raise CliError(f"{err} Or use --weights random.") from None
-        import torchvision
-
         enum = getattr(torchvision.models, models._TV_WEIGHTS[arch]).IMAGENET1K_V1
         return LoadedModel(model, f"{arch} ({kind})", list(enum.meta["categories"]),
                            imagenet=True)
@@ -140,13 +144,9 @@ def load_cli_image(source: str, size: int = 224, imagenet: bool = False) -> tupl
         torch.Tensor, str]:
     """IMAGE argument -> ((3, size, size) float in [0, 1], short description).
 
-    ``imagenet``: the crop of :func:`gradcam_edu.models.imagenet_preprocess` (short side 256,
+    ``imagenet``: the crop of :func:`gradcam_edu.images.imagenet_preprocess` (short side 256,
     centre 224), returned un-normalised for display; the model input is normalised again.
     """
-    from PIL import Image
-
-    from . import explorer, models, shapes
-
     if source.startswith(SHAPES_PREFIX):
         parts = source[len(SHAPES_PREFIX):].split(":")
         split, index = ("test", parts[0]) if len(parts) == 1 else (parts[0], parts[-1])
@@ -160,45 +160,30 @@ def load_cli_image(source: str, size: int = 224, imagenet: bool = False) -> tupl
         described = f"shapes {split} #{index}"
     else:
         try:
-            pil = explorer.open_image_file(source)
+            pil = images.open_image_file(source)
         except ValueError as err:
             raise CliError(f"{err} (or use shapes:SPLIT:INDEX)") from None
         described = Path(source).name
-    if not imagenet:
-        return explorer.fit_image(pil, size), described
-    normalised = models.imagenet_preprocess(pil)                     # (3, 224, 224)
-    mean = torch.tensor(models.IMAGENET_MEAN)[:, None, None]
-    std = torch.tensor(models.IMAGENET_STD)[:, None, None]
-    return (normalised * std + mean).clamp(0.0, 1.0), described
+    if imagenet:
+        return images.imagenet_crop(pil), described
+    return images.fit_image(pil, size), described
 
 
 # ----------------------------------------------------------------------------- choices
-def _layer_choices(model: nn.Module, inp: torch.Tensor) -> list[str]:
-    from .explorer import default_layers
-
-    return default_layers(model, inp)
-
-
-def check_layers(model: nn.Module, layers: Sequence[str], inp: torch.Tensor) -> None:
+def check_layers(model: nn.Module, names: Sequence[str], inp: torch.Tensor) -> None:
     """Unknown layer names -> CliError with close matches and the valid layers."""
     modules = dict(model.named_modules())
-    for layer in layers:
-        base = layer.split("#")[0]
+    for layer in names:
+        try:
+            base = split_call(layer)[0]
+        except ValueError as err:
+            raise CliError(str(err)) from None
         if not base or base not in modules:
             close = difflib.get_close_matches(layer, [n for n in modules if n], n=4, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise CliError(f"unknown layer {layer!r}; {hint}valid (main layers; any name of "
                            f"model.named_modules() works): "
-                           f"{', '.join(_layer_choices(model, inp))}")
-
-
-def check_methods(methods: Sequence[str], allow_score: bool = False) -> None:
-    from .cams import GRADIENT_METHODS
-
-    valid = [*GRADIENT_METHODS, *(["scorecam"] if allow_score else [])]
-    for m in methods:
-        if m not in valid:
-            raise _unknown("method", m, valid)
+                           f"{', '.join(layers.default_layers(model, inp))}")
 
 
 def resolve_target(target: str | None, class_names: Sequence[str], logits: torch.Tensor) -> int:
@@ -220,12 +205,6 @@ def resolve_target(target: str | None, class_names: Sequence[str], logits: torch
     raise _unknown("class", target, class_names, limit=20)
 
 
-def probabilities(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """(1, K) logits -> (K,) probabilities: sigmoid (multi-label) for K <= 20, else softmax."""
-    row = logits.detach()[0].float()
-    return row.sigmoid() if k <= 20 else row.softmax(0)
-
-
 # ----------------------------------------------------------------------------- commands
 def _save(fig, output: str, dpi: int) -> None:
     path = Path(output)
@@ -237,15 +216,12 @@ def _save(fig, output: str, dpi: int) -> None:
         raise CliError(f"cannot write {output!r}: {err}") from None
 
 
-def _capture_maps(loaded: LoadedModel, inp: torch.Tensor, layers: Sequence[str],
+def _capture_maps(loaded: LoadedModel, inp: torch.Tensor, names: Sequence[str],
                   methods: Sequence[str], target: str | None):
     """One capture: (logits, class, {layer: {method: (raw (h, w), map (S, S))}})."""
-    from . import cams
-    from .capture import capture
-
     size = tuple(inp.shape[-2:])
     try:
-        with capture(loaded.model, list(layers)) as cap:
+        with capture(loaded.model, list(names)) as cap:
             logits = cap.forward(inp)
             cls = resolve_target(target, loaded.class_names, logits)
             cap.backward(cls)
@@ -254,30 +230,42 @@ def _capture_maps(loaded: LoadedModel, inp: torch.Tensor, layers: Sequence[str],
                 A, G = cap.activations[layer].detach(), cap.gradients[layer]
                 out[layer] = {}
                 for m in methods:
-                    raw = (cams.score_cam(loaded.model, inp, A, cls) if m == "scorecam"
-                           else cams.raw_map(m, A, G))
+                    raw = cams.raw_map(m, A, G, model=loaded.model, x=inp, target=cls)
                     out[layer][m] = (raw[0], cams.finalize(raw, size)[0])
     except (ValueError, TypeError) as err:  # e.g. a reused module named without "#k"
         raise CliError(str(err).replace("\n", " ")) from None
     return logits.detach(), cls, out
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    from matplotlib.figure import Figure
+def _check_methods(names: Sequence[str], allowed: Sequence[str]) -> None:
+    for m in names:
+        if m not in allowed:
+            raise _unknown("method", m, list(allowed))
 
-    from . import cams, viz
 
-    check_methods([args.method], allow_score=True)
+def _prepare(args: argparse.Namespace):
+    """The image, the model and its input of an explain / sweep command."""
     image, described = load_cli_image(args.image, imagenet=_is_imagenet(args.model))
     loaded = load_cli_model(args.model, args.weights)
-    inp = loaded.model_input(image)
-    layer = args.layer or _layer_choices(loaded.model, inp)[-1]
+    return image, described, loaded, loaded.model_input(image)
+
+
+def _class_title(loaded: LoadedModel, logits: torch.Tensor, cls: int) -> str:
+    """``class ring (sigmoid 0.93, logit 2.61)``: the class and the model's own probability."""
+    prob = float(models.probabilities(loaded.model, logits)[0, cls])
+    return (f"class {loaded.class_names[cls]} ({loaded.probability_kind} {prob:.2f}, "
+            f"logit {float(logits[0, cls]):.2f})")
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    _check_methods([args.method], list(cams.METHODS))
+    image, described, loaded, inp = _prepare(args)
+    layer = args.layer or layers.default_layer(loaded.model, inp)
     check_layers(loaded.model, [layer], inp)
     logits, cls, maps = _capture_maps(loaded, inp, [layer], [args.method], args.target)
     raw, cam = maps[layer][args.method]
-    probs = probabilities(logits, len(loaded.class_names))
     h, w = raw.shape
-    title = cams.METHOD_TITLES.get(args.method, args.method)
+    title = cams.METHOD_TITLES[args.method]
 
     fig = Figure(figsize=(12.0, 4.4))
     axes = fig.subplots(1, 3)
@@ -286,61 +274,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
     shown = axes[1].imshow(viz.overlay(image, cam, alpha=args.alpha), cmap="jet", vmin=0, vmax=1)
     axes[1].set_title(f"{title} over the image (opacity {args.alpha:g})", fontsize=10)
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.03, label="map (ReLU, min-max)")
-    vmax = float(raw.abs().max()) or 1.0
-    size = image.shape[-1]
-    grid = axes[2].imshow(raw.float().numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax,
-                          interpolation="nearest", extent=(0, size, size, 0))
-    axes[2].set_title(f"raw map at the layer's {h}x{w} grid (signed)", fontsize=10)
-    fig.colorbar(grid, ax=axes[2], fraction=0.046, pad=0.03, label="raw value")
+    viz.show_raw_map(axes[2], raw, size=image.shape[-1])
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    kind = "sigmoid" if len(loaded.class_names) <= 20 else "softmax"
-    fig.suptitle(f"{loaded.label} · {layer} ({h}x{w}) · class {loaded.class_names[cls]} "
-                 f"({kind} {float(probs[cls]):.2f}, logit {float(logits[0, cls]):.2f}) · "
+    fig.suptitle(f"{loaded.label} · {layer} ({h}x{w}) · {_class_title(loaded, logits, cls)} · "
                  f"{title}", fontsize=11)
     fig.subplots_adjust(left=0.02, right=0.94, top=0.89, bottom=0.03, wspace=0.3)
     _save(fig, args.output, args.dpi)
+    prob = float(models.probabilities(loaded.model, logits)[0, cls])
     print(f"wrote {args.output}: {title} at {layer} ({h}x{w}) for class "
-          f"{loaded.class_names[cls]!r} ({kind} {float(probs[cls]):.3f})")
+          f"{loaded.class_names[cls]!r} ({loaded.probability_kind} {prob:.3f})")
     return 0
 
 
-def _block_outputs(model: nn.Module, inp: torch.Tensor) -> list[str]:
-    """Default sweep rows: residual blocks' outputs, else the conv blocks, else the convs."""
-    from torchvision.models.resnet import BasicBlock, Bottleneck
-
-    from .capture import capturable_layers
-
-    names = capturable_layers(model, inp)
-    modules = dict(model.named_modules())
-    blocks = [n for n in names if isinstance(modules[n.split("#")[0]], BasicBlock | Bottleneck)]
-    if blocks:
-        return blocks
-    convs = [n for n in names
-             if any(isinstance(c, nn.Conv2d) for c in modules[n.split("#")[0]].children())]
-    return convs or [n for n in names if isinstance(modules[n.split("#")[0]], nn.Conv2d)]
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from matplotlib import pyplot as plt
-
-    from . import cams, viz
-
-    check_methods(args.methods)
-    image, described = load_cli_image(args.image, imagenet=_is_imagenet(args.model))
-    loaded = load_cli_model(args.model, args.weights)
-    inp = loaded.model_input(image)
-    layers = args.layers or _block_outputs(loaded.model, inp)
-    check_layers(loaded.model, layers, inp)
-    logits, cls, maps = _capture_maps(loaded, inp, layers, args.methods, args.target)
-    probs = probabilities(logits, len(loaded.class_names))
+    _check_methods(args.methods, list(cams.GRADIENT_METHODS))
+    image, described, loaded, inp = _prepare(args)
+    names = args.layers or layers.sweep_layers(loaded.model, inp)
+    check_layers(loaded.model, names, inp)
+    logits, cls, maps = _capture_maps(loaded, inp, names, args.methods, args.target)
     grid = {f"{layer} ({raw.shape[0]}x{raw.shape[1]})":
-            {cams.METHOD_TITLES.get(m, m): maps[layer][m][1] for m in args.methods}
+            {cams.METHOD_TITLES[m]: maps[layer][m][1] for m in args.methods}
             for layer in maps for raw in [maps[layer][args.methods[0]][0]]}
-    kind = "sigmoid" if len(loaded.class_names) <= 20 else "softmax"
-    title = (f"{loaded.label} · {described} · class {loaded.class_names[cls]} "
-             f"({kind} {float(probs[cls]):.2f}, logit {float(logits[0, cls]):.2f}) · "
+    title = (f"{loaded.label} · {described} · {_class_title(loaded, logits, cls)} · "
              "one forward, one backward")
     fig = viz.plot_grid(image, grid, alpha=args.alpha, title=title)
     try:
@@ -353,8 +310,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from . import models, weights
-
     names = weights.available_models()
     print(f"shipped models ({weights.data_dir()}):")
     if not names:
@@ -369,7 +324,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         score = (f"test exact-match {held['exact_match']:.3f}, mAP {held['mAP']:.3f} "
                  f"({held.get('n_images', '?')} images)" if "exact_match" in held
                  else "no held-out score in the card")
-        arch = card.get("architecture", "?").split(":")[-1]
+        arch = str(card.get("architecture", "?"))
         if "cut" in card:
             arch = f"cut after {card['cut']}, {card.get('head', '?')} head"
         print(f"  {name:<36} {arch:<31} {score}")
@@ -385,31 +340,20 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from .capture import capturable_layers
-
     loaded = load_cli_model(args.model, args.weights)
     inp = loaded.model_input(torch.zeros(3, 224, 224))
-    main = set(_layer_choices(loaded.model, inp))
-    names = capturable_layers(loaded.model, inp) if args.all else sorted(
-        main, key=capturable_layers(loaded.model, inp).index)
-    shapes = _output_shapes(loaded.model, inp, names)
-    for name in names:
-        print(f"{name:<32} {shapes[name]}")
-    return 0
-
-
-def _output_shapes(model: nn.Module, inp: torch.Tensor, names: Sequence[str]) -> dict:
-    from .capture import capture
-
-    with capture(model, list(names)) as cap, torch.no_grad():
+    every = capturable_layers(loaded.model, inp)
+    names = every if args.all else layers.default_layers(loaded.model, inp)
+    with capture(loaded.model, list(names)) as cap, torch.no_grad():
         cap.forward(inp)
-        return {n: "x".join(str(s) for s in cap.activations[n].shape[1:]) for n in names}
+        shapes_of = {n: "x".join(str(s) for s in cap.activations[n].shape[1:]) for n in names}
+    for name in names:
+        print(f"{name:<32} {shapes_of[name]}")
+    return 0
 
 
 # ----------------------------------------------------------------------------- parser
 def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
-    from .cams import GRADIENT_METHODS
-
     fmt = argparse.RawDescriptionHelpFormatter
 
     def wrap(text: str) -> str:
@@ -420,7 +364,7 @@ def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
                          "(explain), a layers x methods grid (sweep), the shipped models "
                          "(models) and a model's layers (layers)."))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    methods = ", ".join(GRADIENT_METHODS)
+    methods = ", ".join(cams.GRADIENT_METHODS)
 
     def common(p: argparse.ArgumentParser, with_image: bool = True) -> None:
         if with_image:
@@ -454,7 +398,7 @@ def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
                    help="layer name as in model.named_modules(), name#k for a reused module "
                         "(default: the last conv/block output before the head)")
     p.add_argument("--method", default="gradcam",
-                   help=f"one of {methods}, scorecam (default: gradcam)")
+                   help=f"one of {methods}, scorecam, cam (default: gradcam)")
     figure(p, "explain.png")
     p.set_defaults(func=cmd_explain)
 

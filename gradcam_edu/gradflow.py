@@ -9,12 +9,14 @@ at the block's input splits exactly in two::
     g_in = J_branch(x)^T g_pre  +  J_skip(x)^T g_pre
            \\___ through the branch __/   \\___ through the skip (= g_pre for the identity) __/
 
-Both terms are vector-Jacobian products computed with ``torch.autograd.grad`` on the graph of
-ONE capture (:func:`gradcam_edu.capture.capture`): the block's input ``x`` (the previous
-block's output, or ``maxpool`` for the first block), the branch end (``bn2``) and
-``downsample`` are captured tensors, so ``autograd.grad(bn2_out, x, g_pre)`` is exactly the
-branch's share. Their sum reproduces the captured gradient at the input (checked, and
-reported as ``reconstruction_error``).
+Both terms are vector-Jacobian products on the graph of ONE capture
+(:func:`gradcam_edu.capture.capture`, :meth:`~gradcam_edu.capture.Capture.pullback`): the
+block's input ``x`` (the previous block's output, or ``maxpool`` for the first block:
+:func:`gradcam_edu.resnet.block_inputs`), the branch end (``bn2``,
+:func:`gradcam_edu.resnet.branch_end`) and ``downsample`` are captured tensors, so
+``cap.pullback("<block>.bn2", "<input>", g_pre)`` is exactly the branch's share. Their sum
+reproduces the captured gradient at the input (checked, and reported as
+``reconstruction_error``).
 
 The skip carries gradient to the block's *input*; nothing inside the block (``conv2``) sees
 it. This is the course's answer to claim (a) of the source post.
@@ -26,44 +28,17 @@ the stem's 3x3 / stride-2 max-pool at most one ``conv1`` position in four gets a
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from . import resnet, weights
 from .capture import Target, capturable_layers, capture
-
-STAGES = ("layer1", "layer2", "layer3", "layer4")
-
-
-def residual_blocks(model: nn.Module) -> list[tuple[str, str]]:
-    """``(block name, name of the layer feeding it)`` for every residual block, in order.
-
-    ``[("layer1.0", "maxpool"), ("layer1.1", "layer1.0"), ("layer2.0", "layer1.1"), ...]``
-    for a torchvision-style ResNet (also a :class:`gradcam_edu.truncate.TruncatedResNet`).
-    """
-    if not all(hasattr(model, n) for n in ("maxpool", "layer1")):
-        raise TypeError("model: expected a torchvision-style ResNet (maxpool, layer1..layer4), "
-                        f"got {type(model).__name__}")
-    out, previous = [], "maxpool"
-    for stage in STAGES:
-        seq = getattr(model, stage, None)
-        if seq is None:
-            break
-        for i in range(len(seq)):
-            name = f"{stage}.{i}"
-            out.append((name, previous))
-            previous = name
-    return out
-
-
-def _branch_end(block: nn.Module) -> str:
-    if isinstance(getattr(block, "bn3", None), nn.BatchNorm2d):
-        return "bn3"  # Bottleneck
-    if isinstance(getattr(block, "bn2", None), nn.BatchNorm2d):
-        return "bn2"  # BasicBlock
-    raise TypeError(f"block: expected a BasicBlock or Bottleneck, got {type(block).__name__}")
+from .shapes import shapes_sample
+from .tables import format_rows
 
 
 @dataclass
@@ -100,54 +75,51 @@ class BlockFlow:
                 "cosine": float(self.cosine.nanmean())}
 
 
-def _flat_norm(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1).norm(dim=1)
-
-
 def gradient_flow(model: nn.Module, x: torch.Tensor, target: Target,
                   blocks: Sequence[str] | None = None) -> list[BlockFlow]:
     """Split the gradient at every residual block's input into skip and branch parts.
 
     ``x``: images ``(N, 3, H, W)``; ``target``: the class score to differentiate (as in
     :func:`gradcam_edu.capture.capture`); ``blocks``: names such as ``"layer4.1"`` (default:
-    all, see :func:`residual_blocks`). One forward and one backward for all blocks, plus two
-    vector-Jacobian products per block restricted to that block. Returns one
+    all, see :func:`gradcam_edu.resnet.blocks`). One forward and one backward for all blocks,
+    plus two vector-Jacobian products per block restricted to that block
+    (:meth:`gradcam_edu.capture.Capture.pullback`). Returns one
     :class:`BlockFlow` per block, in forward order.
     """
-    pairs = residual_blocks(model)
-    if blocks is not None:
-        known = {b for b, _ in pairs}
-        unknown = [b for b in blocks if b not in known]
-        if unknown:
-            raise ValueError(f"blocks: {unknown} are not residual blocks of this model; valid: "
-                             f"{', '.join(b for b, _ in pairs)}")
-        pairs = [(b, i) for b, i in pairs if b in set(blocks)]
+    pairs = _blocks(model, blocks)
     modules = dict(model.named_modules())
-    layers: list[str] = []
-    for block, inp in pairs:
-        layers += [inp, block, f"{block}.{_branch_end(modules[block])}"]
-        if getattr(modules[block], "downsample", None) is not None:
-            layers.append(f"{block}.downsample")
-    layers = list(dict.fromkeys(layers))
+    ends = {b: f"{b}.{resnet.branch_end(modules[b])}" for b, _ in pairs}
+    skips = {b: f"{b}.downsample" for b, _ in pairs if modules[b].downsample is not None}
+    layers = list(dict.fromkeys(n for b, i in pairs for n in (i, b, ends[b], skips.get(b))
+                                if n is not None))
     flows = []
     with capture(model, layers) as cap:
         cap.forward(x)
         cap.backward(target)
-        with torch.enable_grad():
-            for block, inp in pairs:
-                x_in = cap.activations[inp]
-                g_pre = cap.gradients[block] * (cap.activations[block] > 0)
-                branch_out = cap.activations[f"{block}.{_branch_end(modules[block])}"]
-                (g_branch,) = torch.autograd.grad(branch_out, x_in, g_pre, retain_graph=True)
-                if f"{block}.downsample" in cap.activations:
-                    (g_skip,) = torch.autograd.grad(cap.activations[f"{block}.downsample"],
-                                                    x_in, g_pre, retain_graph=True)
-                    kind = "downsample"
-                else:
-                    g_skip, kind = g_pre, "identity"
-                g_in = cap.gradients[inp]
-                flows.append(_block_flow(block, kind, g_skip.detach(), g_branch.detach(), g_in))
+        for block, inp in pairs:
+            g_pre = cap.gradients[block] * (cap.activations[block] > 0)
+            g_branch = cap.pullback(ends[block], inp, g_pre)
+            if block in skips:
+                g_skip, kind = cap.pullback(skips[block], inp, g_pre), "downsample"
+            else:
+                g_skip, kind = g_pre, "identity"
+            flows.append(_block_flow(block, kind, g_skip, g_branch, cap.gradients[inp]))
     return flows
+
+
+def _blocks(model: nn.Module, blocks: Sequence[str] | None) -> list[tuple[str, str]]:
+    """``(block, its input)`` of the requested blocks (all when None), in forward order."""
+    pairs = resnet.block_inputs(model)
+    if blocks is None:
+        return pairs
+    if isinstance(blocks, str):
+        blocks = [blocks]
+    known = {b for b, _ in pairs}
+    unknown = [b for b in blocks if b not in known]
+    if unknown:
+        raise ValueError(f"blocks: {unknown} are not residual blocks of this model; valid: "
+                         f"{', '.join(b for b, _ in pairs)}")
+    return [(b, i) for b, i in pairs if b in set(blocks)]
 
 
 def _block_flow(block: str, kind: str, g_skip: torch.Tensor, g_branch: torch.Tensor,
@@ -197,12 +169,6 @@ def zero_gradient_share(model: nn.Module, x: torch.Tensor, target: Target,
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m gradcam_edu.gradflow [--images 32]``: the block table and the zero-gradient
     shares of the shipped ``resnet18-shapes`` on held-out images, each image's first class."""
-    import argparse
-
-    from . import weights
-    from .scoreboard import shapes_sample
-    from .truncate import format_rows
-
     parser = argparse.ArgumentParser(prog="python -m gradcam_edu.gradflow",
                                      description=main.__doc__)
     parser.add_argument("--model", default="resnet18-shapes")
@@ -216,8 +182,9 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"({args.images} 'test' images, target = first object's class)")
     print(format_rows(flow_table(flows)))
     print(f"max |g_skip + g_branch - g_in| = {max(f.reconstruction_error for f in flows):.1e}")
-    rows = zero_gradient_share(model, x, target, ["conv1", "bn1", "relu", "maxpool",
-                                                  "layer1.0.conv1", "layer4.1.conv2"])
+    last = resnet.last_block(model)
+    rows = zero_gradient_share(model, x, target, [*resnet.STEM, "layer1.0.conv1",
+                                                  f"{last}.conv2"])
     print(format_rows([{**r, "grid": "x".join(map(str, r["grid"]))} for r in rows]))
 
 

@@ -68,10 +68,25 @@ def last_block(model: nn.Module) -> str:
     return blocks(model)[-1]
 
 
-def block_of(model: nn.Module, after: str) -> str:
-    """A stage name means its last block: ``"layer3"`` -> ``"layer3.1"``; a block is itself."""
-    stage, _, index = after.partition(".")
-    return after if index else f"{stage}.{len(getattr(model, stage)) - 1}"
+def block_of(model: nn.Module, after: str, argument: str = "after") -> str:
+    """A stage name means its last block: ``"layer3"`` -> ``"layer3.1"``; a block is itself.
+
+    ``ValueError`` naming ``argument`` (the caller's name for ``after``) when it is neither a
+    stage nor a block of ``model``.
+    """
+    names = blocks(model)
+    if isinstance(after, str) and after in stages(model):
+        return [n for n in names if n.startswith(after + ".")][-1]
+    if after in names:
+        return after
+    raise ValueError(f"{argument}: {after!r} is not a residual block or stage of this ResNet; "
+                     f"blocks: {', '.join(names)}")
+
+
+def block_module(model: nn.Module, name: str) -> nn.Module:
+    """The residual block named ``name`` (``"layer4.0"``), or the last block of a stage."""
+    stage, _, index = block_of(model, name).partition(".")
+    return getattr(model, stage)[int(index)]
 
 
 def branch_end(block: nn.Module) -> str:
@@ -86,6 +101,12 @@ def branch_end(block: nn.Module) -> str:
 def block_channels(block: nn.Module) -> int:
     """Output channels of a residual block (those of its branch end)."""
     return int(getattr(block, branch_end(block)).num_features)
+
+
+def relu_calls(block: nn.Module) -> int:
+    """How many times a block's shared ``relu`` runs in one forward: 2 in a BasicBlock, 3 in a
+    Bottleneck; its last call (``"<block>.relu#<calls - 1>"``) is the block's output."""
+    return 3 if branch_end(block) == "bn3" else 2
 
 
 def block_forward(block: nn.Module, x: torch.Tensor, skip_gradient: bool = True) -> torch.Tensor:
@@ -117,7 +138,7 @@ def iter_blocks(model: nn.Module, x: torch.Tensor, until: str | None = None,
                 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Run the stem, then yield ``(block name, block output)`` for every block in forward
     order, stopping after ``until`` (a block or stage name; None: every block)."""
-    last = block_of(model, until) if until is not None else None
+    last = block_of(model, until, "until") if until is not None else None
     h = stem_forward(model, x)
     for name in blocks(model):
         stage, _, i = name.partition(".")
@@ -132,9 +153,21 @@ def pooled(model: nn.Module, h: torch.Tensor) -> torch.Tensor:
     return torch.flatten(model.avgpool(h), 1)
 
 
-def forward_to(model: nn.Module, x: torch.Tensor, until: str) -> torch.Tensor:
-    """The output of block ``until`` for images ``x`` (stem and every block before it)."""
-    h = x
-    for _, h in iter_blocks(model, x, until):
-        pass
-    return h
+def forward_to(model: nn.Module, x: torch.Tensor, until: str | None = None) -> torch.Tensor:
+    """The output of block ``until`` (a block or stage name; None: the last block) for images
+    ``x``: the stem, then every stage before it called whole (so hooks on a stage fire), then
+    the blocks of its own stage up to it (the whole stage when it is the stage's last)."""
+    last = block_of(model, until, "until") if until is not None else last_block(model)
+    stage, _, index = last.partition(".")
+    h = stem_forward(model, x)
+    for name in stages(model):
+        seq = getattr(model, name)
+        if name != stage:
+            h = seq(h)
+            continue
+        if int(index) == len(seq) - 1:
+            return seq(h)
+        for block in list(seq)[:int(index) + 1]:
+            h = block(h)
+        return h
+    raise AssertionError(f"until: stage {stage!r} not found")  # block_of checked it

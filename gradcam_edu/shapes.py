@@ -19,15 +19,15 @@ mask is "its downsampled coverage > 0.5". Masks never overlap (rejection samplin
 For training, :class:`ShapesDataset` returns ``(image, label)`` with the image as float32
 (3, 224, 224) in [0, 1]: no mean/std normalisation anywhere in this package.
 :func:`load_split` renders a split once and caches it as an ``.npz`` under
-``$GRADCAM_EDU_CACHE`` (default ``~/.cache/gradcam_edu``).
+``$GRADCAM_EDU_CACHE`` (default ``~/.cache/gradcam_edu``); :func:`first_images` slices the
+first images of a split from any cached render that holds them. :func:`shapes_sample` gives images,
+masks and classes as tensors, the way a scoreboard takes them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
+
+from .images import to_tensor
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring")
 NUM_CLASSES = 6
@@ -331,17 +333,35 @@ def load_split(
     return images, labels
 
 
-def content_digest(images: np.ndarray) -> str:
-    """sha256 hex digest of an image array's bytes (to compare renders)."""
-    return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+def first_images(split: str, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 ``(size, 224, 224, 3)`` and labels ``(size, 6)`` of images 0..size-1.
+
+    Slices a larger cached render of the split when one exists (the training run caches
+    12000 train images), else renders and caches exactly ``size`` images
+    (:func:`load_split`); the images are the same either way.
+    """
+    split_id(split)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size: expected a positive int, got {size!r}")
+    pattern = f"shapes_v{GENERATOR_VERSION}_seed{seed}_{split}_*.npz"
+    sizes = sorted(int(p.stem.rsplit("_", 1)[1]) for p in cache_dir().glob(pattern)
+                   if p.stem.rsplit("_", 1)[1].isdigit())
+    bigger = [n for n in sizes if n >= size]
+    images, labels = load_split(split, bigger[0] if bigger else size, seed)
+    return images[:size], labels[:size]
 
 
-def ms_per_image(n: int = 50, seed: int = 0, split: str = "val") -> float:
-    """Measured single-process rendering time in milliseconds per image (mean over ``n``)."""
-    t0 = time.perf_counter()
-    for i in range(n):
-        render(seed, split, i)
-    return 1000.0 * (time.perf_counter() - t0) / n
+def shapes_sample(n: int, split: str = "test", seed: int = 0, start: int = 0,
+                  ) -> tuple[torch.Tensor, list[torch.Tensor], list[list[int]]]:
+    """``n`` rendered shapes images (indices ``start`` .. ``start + n - 1`` of ``split``):
+    images float ``(n, 3, 224, 224)`` in [0, 1], object masks (one bool ``(K_i, 224, 224)``
+    per image) and classes (``K_i`` ints per image), as a scoreboard takes them."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive int (number of images), got {n!r}")
+    samples = [render(seed, split, i) for i in range(start, start + n)]
+    images = to_tensor(np.stack([s.image for s in samples]))
+    return (images, [torch.from_numpy(s.masks) for s in samples],
+            [list(s.classes) for s in samples])
 
 
 # ----------------------------------------------------------------------------- torch dataset
@@ -393,10 +413,3 @@ class ShapesDataset(Dataset):
         if self._images is None:
             self._images, self._labels = render_many(self.seed, self.split, range(self.size))
         return self._images, self._labels
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) or (N, H, W, 3) -> float32 (3, H, W) or (N, 3, H, W) in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(image))
-    t = t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
-    return t.contiguous().float().div_(255.0)

@@ -12,7 +12,7 @@ machine -> same weights.
 
 Loss: multi-label ``BCEWithLogitsLoss``; optimiser AdamW with a one-cycle learning rate. After
 training, the model is scored on a held-out "test" split (never seen in training) with
-:func:`exact_match` and :func:`mean_average_precision`, and saved with
+:func:`gradcam_edu.classification.evaluate` (exact match and mAP), and saved with
 :func:`gradcam_edu.weights.save_model` (safetensors + model card).
 """
 
@@ -30,45 +30,10 @@ from torch import nn
 from tqdm import tqdm
 
 from . import shapes
-from .weights import ARCHITECTURES, save_model
-
-
-# ----------------------------------------------------------------------------- metrics
-def exact_match(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> float:
-    """Share of images whose every class decision is right.
-
-    probs: (N, C) sigmoid probabilities; labels: (N, C) multi-hot {0, 1}. An image counts when
-    ``(probs > threshold) == labels`` for all C classes.
-    """
-    probs, labels = np.asarray(probs), np.asarray(labels)
-    return float(np.mean(np.all((probs > threshold) == (labels > 0.5), axis=1)))
-
-
-def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Average precision of one class: sum over thresholds of (R_n - R_{n-1}) * P_n.
-
-    scores: (N,) any real scores (higher = more positive); labels: (N,) {0, 1}. Tied scores
-    form one threshold (as scikit-learn's ``average_precision_score``). NaN without positives.
-    """
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels) > 0.5
-    n_pos = int(labels.sum())
-    if n_pos == 0:
-        return float("nan")
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], labels[order]
-    tp = np.cumsum(y)
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each tied group
-    tp_at, seen = tp[last], last + 1
-    precision = tp_at / seen
-    recall_gain = np.diff(np.r_[0, tp_at]) / n_pos
-    return float(np.sum(precision * recall_gain))
-
-
-def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over classes (columns) of :func:`average_precision`; scores, labels: (N, C).
-    Classes without a positive are skipped."""
-    aps = [average_precision(scores[:, c], labels[:, c]) for c in range(scores.shape[1])]
-    return float(np.nanmean(aps))
+from .classification import evaluate
+from .images import to_tensor
+from .threads import torch_threads
+from .weights import architecture, save_model
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -125,13 +90,6 @@ def quick(cfg: Config) -> Config:
 
 
 # ----------------------------------------------------------------------------- training
-def to_batch(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1], channels_last memory (the
-    NHWC array is viewed as NCHW without a copy, then converted once)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-    return x.float().div_(255.0)
-
-
 def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random 90-degree rotation and horizontal flip of each uint8 image (N, H, W, 3), drawn
     from ``rng``; labels are unchanged (every class is rotation and mirror invariant)."""
@@ -152,41 +110,10 @@ def resize(x: torch.Tensor, side: int) -> torch.Tensor:
     return out.clamp_(0, 1).contiguous(memory_format=torch.channels_last)
 
 
-@torch.no_grad()
-def predict(model: nn.Module, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Sigmoid probabilities float32 (N, C) of ``model`` (eval mode) on uint8 (N, H, W, 3)."""
-    model.eval()
-    out = [
-        torch.sigmoid(model(to_batch(images[i : i + batch_size]))).numpy()
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(out).astype(np.float32)
-
-
-def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> dict:
-    """exact_match and mAP of ``model`` on uint8 images (N, H, W, 3), labels (N, C)."""
-    probs = predict(model, images)
-    return {
-        "exact_match": exact_match(probs, labels),
-        "mAP": mean_average_precision(probs, labels),
-        "n_images": len(images),
-    }
-
-
-def train(cfg: Config, out_dir: str | Path | None = None, workers: int = 2) -> dict:
-    """Train ``cfg`` from scratch, score it on the held-out test split, save weights + card
-    (to ``out_dir``, default the package data folder). Returns the card."""
-    if len(cfg.resolutions) != cfg.epochs:
-        raise ValueError(f"{cfg.name}: need one resolution per epoch, got {cfg.resolutions}")
-    torch.set_num_threads(cfg.threads)
-    t0 = time.perf_counter()
-    x_train, y_train = shapes.load_split("train", cfg.train_size, cfg.data_seed, workers=workers)
-    x_mon, y_mon = shapes.load_split("val", cfg.monitor_size, cfg.data_seed, workers=workers)
-    render_s = time.perf_counter() - t0
-    print(f"[{cfg.name}] data ready in {render_s:.0f} s: {len(x_train)} train images", flush=True)
-
-    torch.manual_seed(cfg.seed)
-    model = ARCHITECTURES[cfg.architecture](**cfg.kwargs).to(memory_format=torch.channels_last)
+def _fit(cfg: Config, model: nn.Module, x_train: np.ndarray, y_train: np.ndarray,
+         x_mon: np.ndarray, y_mon: np.ndarray) -> list[dict]:
+    """Train ``model`` in place for ``cfg.epochs``; returns the per-epoch history (training
+    loss, and exact match / mAP on the monitoring images)."""
     steps_per_epoch = len(x_train) // cfg.batch_size  # drop the last partial batch
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -204,7 +131,8 @@ def train(cfg: Config, out_dir: str | Path | None = None, workers: int = 2) -> d
         for step in range(steps_per_epoch):
             idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
             batch = augment(x_train[idx], aug_rng) if cfg.augment else x_train[idx]
-            x = resize(to_batch(batch), cfg.resolutions[epoch])
+            x = to_tensor(batch).contiguous(memory_format=torch.channels_last)
+            x = resize(x, cfg.resolutions[epoch])
             y = torch.from_numpy(y_train[idx])
             loss = loss_fn(model(x), y)
             opt.zero_grad(set_to_none=True)
@@ -214,7 +142,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, workers: int = 2) -> d
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
-        mon = evaluate(model, x_mon, y_mon)
+        mon = evaluate(model, (x_mon, y_mon), batch_size=128)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), **mon})
         tqdm.write(
             f"[{cfg.name}] epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses):.4f} "
@@ -224,18 +152,14 @@ def train(cfg: Config, out_dir: str | Path | None = None, workers: int = 2) -> d
         )
         sys.stdout.flush()
     bar.close()
-    train_s = time.perf_counter() - t_train
+    return history
 
-    x_test, y_test = shapes.load_split("test", cfg.test_size, cfg.data_seed, workers=workers)
-    test = evaluate(model, x_test, y_test)
-    print(
-        f"[{cfg.name}] held-out test ({test['n_images']} images, split 'test', seed "
-        f"{cfg.data_seed}): exact-match {test['exact_match']:.4f} mAP {test['mAP']:.4f}; "
-        f"training {train_s:.0f} s",
-        flush=True,
-    )
+
+def _card_extra(cfg: Config, history: list[dict], test: dict, train_s: float,
+                render_s: float) -> dict:
+    """The model card fields of a trained ``cfg`` (besides those save_model adds)."""
     config = {k: v for k, v in asdict(cfg).items() if k not in ("name", "extra")}
-    card_extra = {
+    return {
         "architecture": cfg.architecture,
         "kwargs": cfg.kwargs,
         "input": "float32 (N, 3, 224, 224) RGB in [0, 1], no normalisation",
@@ -263,6 +187,38 @@ def train(cfg: Config, out_dir: str | Path | None = None, workers: int = 2) -> d
         },
         **cfg.extra,
     }
+
+
+def train(cfg: Config, out_dir: str | Path | None = None, workers: int = 2) -> dict:
+    """Train ``cfg`` from scratch, score it on the held-out test split, save weights + card
+    (to ``out_dir``, default the package data folder). Returns the card. Runs with
+    ``cfg.threads`` torch threads (restored afterwards)."""
+    if len(cfg.resolutions) != cfg.epochs:
+        raise ValueError(f"cfg: {cfg.name} needs one resolution per epoch, got "
+                         f"{cfg.resolutions}")
+    build = architecture(cfg.architecture)
+    with torch_threads(cfg.threads):
+        t0 = time.perf_counter()
+        x_train, y_train = shapes.load_split("train", cfg.train_size, cfg.data_seed,
+                                             workers=workers)
+        x_mon, y_mon = shapes.load_split("val", cfg.monitor_size, cfg.data_seed, workers=workers)
+        render_s = time.perf_counter() - t0
+        print(f"[{cfg.name}] data ready in {render_s:.0f} s: {len(x_train)} train images",
+              flush=True)
+        torch.manual_seed(cfg.seed)
+        model = build(**cfg.kwargs).to(memory_format=torch.channels_last)
+        t_train = time.perf_counter()
+        history = _fit(cfg, model, x_train, y_train, x_mon, y_mon)
+        train_s = time.perf_counter() - t_train
+        x_test, y_test = shapes.load_split("test", cfg.test_size, cfg.data_seed, workers=workers)
+        test = evaluate(model, (x_test, y_test), batch_size=128)
+        print(
+            f"[{cfg.name}] held-out test ({test['n_images']} images, split 'test', seed "
+            f"{cfg.data_seed}): exact-match {test['exact_match']:.4f} mAP {test['mAP']:.4f}; "
+            f"training {train_s:.0f} s",
+            flush=True,
+        )
+        card_extra = _card_extra(cfg, history, test, train_s, render_s)
     return save_model(model, cfg.name, card_extra, data=out_dir)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
+import textwrap
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import resnet
 from .metrics import paired_bootstrap
+from .scoreboard import METRICS, scoreboard
+from .truncate import truncate
 
 VERDICTS = ("supported", "unsupported", "confounded")
 
@@ -188,8 +192,6 @@ def format_claims(claims: Sequence[Claim], width: int = 96) -> str:
     """A plain-text report, lines at most ``width`` characters: per claim its comparisons
     (difference and 95% interval, 3 decimals; the factors they change), the verdict and the
     reason."""
-    import textwrap
-
     lines = []
     for c in claims:
         lines += textwrap.wrap(f"({c.key}) {c.statement}", width, subsequent_indent="    ")
@@ -224,19 +226,8 @@ def random_head(model: nn.Module, seed: int = 0) -> nn.Module:
     return out.train(model.training)
 
 
-def _basic_forward(self, x: torch.Tensor) -> torch.Tensor:
-    identity = x if self.downsample is None else self.downsample(x)
-    out = self.relu(self.bn1(self.conv1(x)))
-    out = self.bn2(self.conv2(out))
-    return self.relu(out + identity.detach())
-
-
-def _bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
-    identity = x if self.downsample is None else self.downsample(x)
-    out = self.relu(self.bn1(self.conv1(x)))
-    out = self.relu(self.bn2(self.conv2(out)))
-    out = self.bn3(self.conv3(out))
-    return self.relu(out + identity.detach())
+def _forward_without_skip_gradient(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return resnet.block_forward(self, x, skip_gradient=False)
 
 
 def without_skip_gradient(model: nn.Module) -> nn.Module:
@@ -245,18 +236,16 @@ def without_skip_gradient(model: nn.Module) -> nn.Module:
     The forward pass computes exactly the same values (same activations, same logits); in the
     backward pass no gradient flows through any skip connection (identity or downsample), so
     every gradient reaches a layer through residual branches only. Blocks are torchvision
-    ``BasicBlock`` / ``Bottleneck`` (recognised by ``bn3``), module names unchanged.
+    ``BasicBlock`` / ``Bottleneck`` (:func:`gradcam_edu.resnet.is_block`), each running
+    ``resnet.block_forward(block, x, skip_gradient=False)``; module names unchanged.
     """
     out = copy.deepcopy(model)
-    blocks = 0
-    for module in out.modules():
-        if hasattr(module, "conv2") and hasattr(module, "bn2") and hasattr(module, "downsample"):
-            fn = _bottleneck_forward if hasattr(module, "bn3") else _basic_forward
-            module.forward = types.MethodType(fn, module)
-            blocks += 1
-    if blocks == 0:
+    blocks = [m for m in out.modules() if resnet.is_block(m)]
+    if not blocks:
         raise TypeError(f"model: {type(model).__name__} has no torchvision residual block "
                         "(BasicBlock or Bottleneck)")
+    for block in blocks:
+        block.forward = types.MethodType(_forward_without_skip_gradient, block)
     return out
 
 
@@ -270,15 +259,12 @@ def claim_boards(model: nn.Module, images: torch.Tensor, masks, classes, head_se
     """The Grad-CAM scoreboards that claims a, b, c are judged on, all on the same pairs.
 
     ``images``, ``masks``, ``classes``: as for :func:`gradcam_edu.scoreboard.scoreboard` (e.g.
-    from :func:`gradcam_edu.scoreboard.shapes_sample`). Keys: ``"full"`` (``conv1``,
+    from :func:`gradcam_edu.shapes.shapes_sample`). Keys: ``"full"`` (``conv1``,
     ``layer4.0.conv1``, ``layer4.1.conv2``, ``layer4.1``), ``"random fc"`` (the post's head,
     seeded by ``head_seed``; ``layer4.1.conv2``), ``"no skip gradient"``
     (:func:`without_skip_gradient`; ``layer4.1.conv2``) and ``"cut after layer4.0"`` (original
     ``fc``; ``layer4.0.conv1``).
     """
-    from .scoreboard import scoreboard
-    from .truncate import truncate
-
     def run(m: nn.Module, layers: list[str]):
         return scoreboard(m, images, masks, classes, layers, methods=("gradcam",), n_boot=10,
                           batch_size=batch_size)
@@ -304,8 +290,6 @@ def judge_claims(boards: Mapping, metric: str = "energy", n_boot: int = 2000, se
       ``layer4.0.conv1``) vs its example 1 (full model, random ``fc``, ``layer4.1.conv2``);
       isolated: cut vs full model, both with the trained ``fc``, both at ``layer4.0.conv1``.
     """
-    from .scoreboard import METRICS
-
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
     groups = boards["full"].image_index

@@ -10,15 +10,19 @@ root, or ``$GRADCAM_EDU_DATA``)::
 
 ``load_model(name)`` reads the card, hashes the weight file's bytes and compares them to the
 card's ``sha256`` *before* deserialising anything, then builds the architecture named in the
-card and loads the weights strictly. The registry of architectures is generic: a later module
-can ship e.g. a probe head on a truncated ResNet with ``register_architecture`` (or by naming
-its builder as ``"gradcam_edu.some_module:builder"`` in the card) and ``save_model``.
+card and loads the weights strictly.
+
+A card is data and never chooses code to run: its ``architecture`` must be a name of the
+registry :data:`ARCHITECTURES` (``"resnet18_narrow"``, ``"plain_cnn"``, ``"truncated_resnet"``;
+more with :func:`register_architecture`) and its ``kwargs`` a JSON object. Anything else is
+refused with a ``ValueError`` naming the card file before any builder is called. A truncated
+ResNet's card names its base architecture (``kwargs["base_architecture"]``) in the same
+registry.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 from collections.abc import Callable
@@ -30,9 +34,13 @@ from safetensors.torch import save as _st_save
 from torch import nn
 
 from . import models
+from .truncate import TruncatedResNet, truncate
 
 __all__ = [
+    "ARCHITECTURES",
     "ChecksumMismatchError",
+    "architecture",
+    "build_truncated",
     "available_models",
     "data_dir",
     "load_model",
@@ -42,20 +50,71 @@ __all__ = [
     "sha256_file",
 ]
 
-#: Architecture name (as written in a card) -> builder called with the card's ``kwargs``.
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "resnet18_narrow": models.resnet18_narrow,
-    "plain_cnn": models.plain_cnn,
-}
-
 
 class ChecksumMismatchError(RuntimeError):
     """A weight file whose sha256 differs from its model card's."""
 
 
+def build_truncated(base_architecture: str, base_kwargs: dict, after: str,
+                    head: str = "probe", num_classes: int | None = None) -> TruncatedResNet:
+    """The builder of architecture ``"truncated_resnet"`` (a shipped probe's card).
+
+    Builds the registered ``base_architecture`` with ``base_kwargs``, untrained, and cuts it
+    after ``after`` (:func:`gradcam_edu.truncate.truncate`): the weights (body and head) come
+    from the file.
+    """
+    base = architecture(base_architecture, "base_architecture")
+    kwargs = _json_object(base_kwargs, "base_kwargs")
+    return truncate(base(**kwargs), after, head=head, num_classes=num_classes)
+
+
+#: Architecture name (as written in a card) -> builder called with the card's ``kwargs``.
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "resnet18_narrow": models.resnet18_narrow,
+    "plain_cnn": models.plain_cnn,
+    "truncated_resnet": build_truncated,
+}
+
+
 def register_architecture(name: str, builder: Callable[..., nn.Module]) -> None:
     """Make ``name`` usable as a card's ``architecture``: ``builder(**card["kwargs"])``."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name: expected a non-empty str, got {name!r}")
+    if not callable(builder):
+        raise TypeError(f"builder: expected a callable returning an nn.Module, got "
+                        f"{type(builder).__name__}")
     ARCHITECTURES[name] = builder
+
+
+def architecture(name: object, field: str = "architecture") -> Callable[..., nn.Module]:
+    """The registered builder of ``name``; ``ValueError`` naming ``field``, the name and the
+    registered names otherwise (nothing is imported or called)."""
+    if not isinstance(name, str) or name not in ARCHITECTURES:
+        raise ValueError(f"{field}: unknown architecture {name!r}; registered: "
+                         f"{sorted(ARCHITECTURES)} (a card names a registered architecture, "
+                         "never code to import; add one with register_architecture)")
+    return ARCHITECTURES[name]
+
+
+def _json_object(kwargs: object, field: str) -> dict:
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ValueError(f"{field}: expected a JSON object of keyword arguments, got "
+                         f"{type(kwargs).__name__}")
+    return kwargs
+
+
+def _checked_builder(arch: object, kwargs: object, where: str) -> Callable[[], nn.Module]:
+    """Check a card's architecture and kwargs (and a nested ``base_architecture`` /
+    ``base_kwargs``) against the registry; return a call that builds the model."""
+    try:
+        builder = architecture(arch)
+        kwargs = _json_object(kwargs, "kwargs")
+        if "base_architecture" in kwargs:
+            architecture(kwargs["base_architecture"], "kwargs.base_architecture")
+            _json_object(kwargs.get("base_kwargs", {}), "kwargs.base_kwargs")
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    return lambda: builder(**kwargs)
 
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:
@@ -114,22 +173,22 @@ def model_card(name: str, data: str | os.PathLike | None = None) -> dict:
         card = json.loads(card_path.read_text())
     except ValueError as e:
         raise ValueError(f"model card {card_path} is not valid JSON: {e}") from e
+    if not isinstance(card, dict):
+        raise ValueError(f"model card {card_path} is not a JSON object")
     for key in ("architecture", "kwargs", "sha256"):
         if key not in card:
             raise ValueError(f"model card {card_path} lacks the field {key!r}")
     return card
 
 
-def _builder(architecture: str) -> Callable[..., nn.Module]:
-    if architecture in ARCHITECTURES:
-        return ARCHITECTURES[architecture]
-    module_name, sep, attr = architecture.partition(":")
-    if sep and module_name.split(".")[0] == "gradcam_edu":  # only this package's own code
-        return getattr(importlib.import_module(module_name), attr)
-    raise ValueError(
-        f"unknown architecture {architecture!r}; registered: {sorted(ARCHITECTURES)} "
-        "(or 'gradcam_edu.<module>:<builder>')"
-    )
+def _rebuild_command(card: dict, name: str) -> str:
+    """The command a card records for rebuilding its weights (training or probe section)."""
+    for section in ("training", "probe"):
+        command = card.get(section, {}).get("command") if isinstance(card.get(section),
+                                                                      dict) else None
+        if isinstance(command, str):
+            return command
+    return f"python -m gradcam_edu.train --only {name}"
 
 
 def load_model(name: str, data: str | os.PathLike | None = None) -> nn.Module:
@@ -140,11 +199,12 @@ def load_model(name: str, data: str | os.PathLike | None = None) -> nn.Module:
     weights or the card are missing, ``ValueError`` listing available names if unknown.
     """
     card = model_card(name, data)
-    weights_path, _ = _paths(name, data_dir(data))
+    weights_path, card_path = _paths(name, data_dir(data))
+    build = _checked_builder(card["architecture"], card["kwargs"], f"model card {card_path}")
     if not weights_path.is_file():
         raise FileNotFoundError(
             f"weight file {weights_path} is missing (its card exists); rebuild it with "
-            f"`python -m gradcam_edu.train --only {name}`"
+            f"`{_rebuild_command(card, name)}`"
         )
     blob = weights_path.read_bytes()
     got = hashlib.sha256(blob).hexdigest()
@@ -154,7 +214,7 @@ def load_model(name: str, data: str | os.PathLike | None = None) -> nn.Module:
             f"{card['sha256']}, got {got}"
         )
     state = _st_load(blob)  # deserialise the very bytes that were verified
-    model = _builder(card["architecture"])(**card["kwargs"])
+    model = build()
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -164,17 +224,18 @@ def save_model(
 ) -> dict:
     """Write ``<name>.safetensors`` and ``<name>.json``; return the card.
 
-    ``card_extra`` must hold ``architecture`` (a registered name or
-    ``"gradcam_edu.<module>:<builder>"``) and ``kwargs`` (the builder's keyword arguments);
-    anything else in it (seeds, epochs, scores...) is copied into the card. The card gets
-    ``name``, ``torch_version``, ``format`` and the file's ``sha256``. The builder is checked
-    to rebuild a model with exactly these state_dict keys and shapes.
+    ``card_extra`` must hold ``architecture`` (a name of :data:`ARCHITECTURES`) and ``kwargs``
+    (the builder's keyword arguments, a JSON object); anything else in it (seeds, epochs,
+    scores...) is copied into the card. The card gets ``name``, ``torch_version``, ``format``
+    and the file's ``sha256``. The builder is checked to rebuild a model with exactly these
+    state_dict keys and shapes.
     """
     for key in ("architecture", "kwargs"):
         if key not in card_extra:
             raise ValueError(f"card_extra needs {key!r}")
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    rebuilt = _builder(card_extra["architecture"])(**card_extra["kwargs"]).state_dict()
+    build = _checked_builder(card_extra["architecture"], card_extra["kwargs"], "card_extra")
+    rebuilt = build().state_dict()
     if {k: tuple(v.shape) for k, v in rebuilt.items()} != {
         k: tuple(v.shape) for k, v in state.items()
     }:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from gradcam_edu import cams, models
 from gradcam_edu.exercises import nb01, nb02
+from gradcam_edu.scoreboard import scoreboard
 
 
 @pytest.fixture(autouse=True)
@@ -239,8 +240,6 @@ def test_comparison(interval, right):
 
 
 def test_comparison_on_a_real_scoreboard():
-    from gradcam_edu.scoreboard import scoreboard
-
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = models.resnet18_narrow(width=4).eval()

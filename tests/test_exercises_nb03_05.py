@@ -4,6 +4,7 @@ with a message that says what is wrong."""
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TF
 from PIL import Image, ImageDraw
 
 from gradcam_edu.exercises import nb03, nb04, nb05
@@ -69,6 +70,27 @@ def test_cut_logits_rejects_common_mistakes(model, x):
     rejected(nb03.check_cut_logits(lambda m, x: m(x), model, model.fc, "layer4.0", x),
              "full model")
     rejected(nb03.check_cut_logits("cut_logits", model, head, "layer3.1", x), "itself")
+
+
+def test_cut_logits_leaves_the_model_alone_and_reads_stage_names(model, x):
+    head = torch.nn.Linear(32, 6)
+
+    def right(m, x):
+        return head(torch.flatten(m.avgpool(m.layer3(m.layer2(m.layer1(stem(m, x))))), 1))
+
+    def too_early(m, x):
+        return head(torch.flatten(m.avgpool(m.layer3[0](m.layer2(m.layer1(stem(m, x))))), 1))
+
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        accepted(nb03.check_cut_logits(right, model, head, "layer3", x))
+        rejected(nb03.check_cut_logits(too_early, model, head, "layer3", x),
+                 "you cut after layer3.0, not after layer3")
+        assert model.training
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    finally:
+        model.eval()
 
 
 def test_confounders():
@@ -153,8 +175,6 @@ def photo(tmp_path_factory):
 
 
 def test_model_input(photo):
-    import torchvision.transforms.functional as TF
-
     img = Image.open(photo).convert("RGB")
     right = TF.to_tensor(TF.center_crop(TF.resize(img, 224), [224, 224]))[None]
     accepted(nb05.check_model_input(right, photo))

@@ -2,7 +2,9 @@
 
 import pytest
 import torch
+from torchvision.models.resnet import Bottleneck
 
+from gradcam_edu import resnet
 from gradcam_edu.capture import capture
 from gradcam_edu.models import resnet18_narrow
 from gradcam_edu.verdict import (
@@ -173,6 +175,18 @@ def test_without_skip_gradient_keeps_the_forward_and_cuts_skip_paths(model, x):
     assert torch.allclose(g["layer4.1.conv2"], g2["layer4.1.conv2"], atol=1e-7)
     # deeper layers lose the gradient that came through layer4's skips
     assert not torch.allclose(g["layer3.1.conv2"], g2["layer3.1.conv2"], atol=1e-6)
+
+
+def test_without_skip_gradient_runs_the_block_forward_without_the_skip():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(Bottleneck(16, 4), torch.nn.Flatten()).eval()
+    h = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    cut = without_skip_gradient(net)
+    assert cut[0].forward.__self__ is cut[0] and net[0].forward.__self__ is net[0]
+    (got,) = torch.autograd.grad(cut(h).sum(), h)
+    (expected,) = torch.autograd.grad(resnet.block_forward(net[0], h, False).sum(), h)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, torch.autograd.grad(net(h).sum(), h)[0], atol=1e-4)
 
 
 def test_without_skip_gradient_rejects_a_model_without_blocks():

@@ -10,14 +10,14 @@ import math
 import re
 from collections.abc import Mapping
 
+from ..resnet import STAGES, STEM
 from .nb01 import Verdict
 
 __all__ = ["Verdict", "check_block_output_call", "gradient_paths", "check_path_counts",
            "check_conv1_share", "check_comparison"]
 
-RESNET18_BLOCKS = tuple(f"layer{s}.{i}" for s in range(1, 5) for i in range(2))
-"""The eight BasicBlocks of a ResNet-18, in forward order."""
-STEM = ("conv1", "bn1", "relu", "maxpool")
+RESNET18_BLOCKS = tuple(f"{stage}.{i}" for stage in STAGES for i in range(2))
+"""The eight BasicBlocks of a ResNet-18 (two per stage), in forward order."""
 
 
 # ----------------------------------------------------------------------------- exercise 1

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from .. import resnet
+from ..capture import model_mode
 from ..truncate import truncate
 from .nb01 import Verdict, _describe
 
@@ -32,55 +34,50 @@ def check_cut_logits(fn: Callable[[nn.Module, torch.Tensor], torch.Tensor], mode
     if x is None:
         x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
     reference_model = truncate(model, after, head=head).eval()
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            ref = reference_model(x)
-            try:
-                out = fn(model, x)
-            except Exception as err:  # the learner's code failing is an answer, not a crash
-                hint = ""
-                if "shapes cannot be multiplied" in str(err) or "size mismatch" in str(err):
-                    hint = (" The head expects one number per channel: pool over the positions "
-                            "(model.avgpool, or a mean over dims 2 and 3), then flatten to "
-                            "(N, C).")
-                return Verdict(False, f"your function raised {type(err).__name__}: {err}.{hint}")
-            full = model(x)
-    finally:
-        model.train(was_training)
-    if not isinstance(out, torch.Tensor):
-        return Verdict(False, f"return the logits as a tensor, got {_describe(out)}.")
-    if out.shape != ref.shape:
-        return Verdict(False, f"expected logits of shape {tuple(ref.shape)} (images x classes), "
-                       f"got {tuple(out.shape)}.")
-    if torch.allclose(out, ref, atol=1e-4, rtol=1e-4):
-        return Verdict(True, f"stem, blocks up to {after}, average pool, flatten, head: the "
-                       "same logits as truncate(model, after, head=head).")
-    if torch.allclose(out, full, atol=1e-4, rtol=1e-4):
-        return Verdict(False, "these are the full model's logits; stop after "
-                       f"{after} and use the given head instead of model.fc.")
-    with torch.no_grad():
-        h = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-        per_block = []
-        for stage in ("layer1", "layer2", "layer3", "layer4"):
-            for i, block in enumerate(getattr(model, stage)):
-                h = block(h)
-                per_block.append((f"{stage}.{i}", h))
-        for name, feats in per_block:
-            channels = feats.shape[1]
-            if channels != getattr(head, "in_features", channels):
-                continue
-            pooled = head(torch.flatten(model.avgpool(feats), 1))
-            if name != after and torch.allclose(out, pooled, atol=1e-4, rtol=1e-4):
-                return Verdict(False, f"you cut after {name}, not after {after}.")
-            amax = head(feats.amax(dim=(2, 3)))
-            if torch.allclose(out, amax, atol=1e-4, rtol=1e-4):
-                return Verdict(False, "you max-pooled; a ResNet's head reads the *average* over "
-                               "positions (model.avgpool).")
+    with model_mode(model), torch.no_grad():
+        ref = reference_model(x)
+        try:
+            out = fn(model, x)
+        except Exception as err:  # the learner's code failing is an answer, not a crash
+            hint = ""
+            if "shapes cannot be multiplied" in str(err) or "size mismatch" in str(err):
+                hint = (" The head expects one number per channel: pool over the positions "
+                        "(model.avgpool, or a mean over dims 2 and 3), then flatten to (N, C).")
+            return Verdict(False, f"your function raised {type(err).__name__}: {err}.{hint}")
+        if not isinstance(out, torch.Tensor):
+            return Verdict(False, f"return the logits as a tensor, got {_describe(out)}.")
+        if out.shape != ref.shape:
+            return Verdict(False, f"expected logits of shape {tuple(ref.shape)} (images x "
+                           f"classes), got {tuple(out.shape)}.")
+        if torch.allclose(out, ref, atol=1e-4, rtol=1e-4):
+            return Verdict(True, f"stem, blocks up to {after}, average pool, flatten, head: the "
+                           "same logits as truncate(model, after, head=head).")
+        if torch.allclose(out, model(x), atol=1e-4, rtol=1e-4):
+            return Verdict(False, "these are the full model's logits; stop after "
+                           f"{after} and use the given head instead of model.fc.")
+        mistake = _cut_mistake(model, head, x, out, after)
+    if mistake:
+        return Verdict(False, mistake)
     return Verdict(False, f"the logits differ from the cut after {after} (largest difference "
                    f"{float((out - ref).abs().max()):.3g}); check the stem (conv1, bn1, relu, "
                    "maxpool), that each stage runs in order, and the average pool.")
+
+
+def _cut_mistake(model: nn.Module, head: nn.Module, x: torch.Tensor, out: torch.Tensor,
+                 after: str) -> str | None:
+    """What the learner's logits ``out`` are, when they are a known mistake: a cut after
+    another block, or a max pool instead of the average."""
+    for name, feats in resnet.iter_blocks(model, x):
+        if feats.shape[1] != getattr(head, "in_features", feats.shape[1]):
+            continue
+        pooled = head(resnet.pooled(model, feats))
+        if resnet.block_of(model, after) != name and torch.allclose(out, pooled, atol=1e-4,
+                                                                    rtol=1e-4):
+            return f"you cut after {name}, not after {after}."
+        if torch.allclose(out, head(feats.amax(dim=(2, 3))), atol=1e-4, rtol=1e-4):
+            return ("you max-pooled; a ResNet's head reads the *average* over positions "
+                    "(model.avgpool).")
+    return None
 
 
 # ----------------------------------------------------------------------------- exercise 2

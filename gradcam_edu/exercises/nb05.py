@@ -11,9 +11,12 @@ import os
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
+from .. import resnet
 from .. import verdict as rule
+from ..images import load_image_file, to_tensor
 from .nb01 import Verdict, _describe
 
 __all__ = ["Verdict", "check_verdict", "check_model_input", "check_last_block"]
@@ -61,12 +64,8 @@ def check_verdict(answer: object, source: tuple[float, float, float],
 def check_model_input(x: object, path: str | os.PathLike, size: int = 224) -> Verdict:
     """Exercise 2: the image file at ``path`` as the input of the shipped models: a float
     tensor ``(1, 3, size, size)`` in [0, 1], RGB, short side resized to ``size`` and centre
-    cropped (no squashing). Compared with :func:`gradcam_edu.explorer.load_image_file`
+    cropped (no squashing). Compared with :func:`gradcam_edu.images.load_image_file`
     (differences of a resize filter are accepted)."""
-    from PIL import Image
-
-    from ..explorer import load_image_file
-
     ref = load_image_file(path, size)[None]
     if not isinstance(x, torch.Tensor):
         hint = (" Convert it: torchvision.transforms.functional.to_tensor(image)."
@@ -97,9 +96,8 @@ def check_model_input(x: object, path: str | os.PathLike, size: int = 224) -> Ve
         return Verdict(True, "a (1, 3, 224, 224) float tensor in [0, 1], resized and centre-"
                        "cropped: ready for the model, capture and the explorer.")
     with Image.open(path) as img:
-        squashed = torch.from_numpy(np.asarray(
-            img.convert("RGB").resize((size, size), Image.BILINEAR)).copy())
-    squashed = squashed.permute(2, 0, 1).float()[None] / 255
+        squashed = to_tensor(np.asarray(img.convert("RGB").resize((size, size),
+                                                                  Image.BILINEAR)))[None]
     if float((x - squashed).abs().mean()) < 0.02:
         return Verdict(False, "the image was squashed to a square (its aspect ratio changed); "
                        f"resize the short side to {size} and crop the centre instead.")
@@ -110,21 +108,12 @@ def check_model_input(x: object, path: str | os.PathLike, size: int = 224) -> Ve
 
 
 # ----------------------------------------------------------------------------- exercise 3
-def _last_block(model: nn.Module) -> tuple[str, str, nn.Module]:
-    stages = [n for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(model, n)]
-    if not stages:
-        raise TypeError("model: expected a torchvision-style ResNet (layer1 ... layer4), got "
-                        f"{type(model).__name__}")
-    stage = stages[-1]
-    seq = getattr(model, stage)
-    return stage, f"{stage}.{len(seq) - 1}", seq[-1]
-
-
 def check_last_block(model: nn.Module, answer: object) -> Verdict:
     """Exercise 3: a capture name for the output of the last residual block of a
     torchvision-style ResNet (``model``): the layer whose Grad-CAM is CAM. For ResNet-50:
     ``"layer4.2"`` (or the stage ``"layer4"``, the same tensor)."""
-    stage, block, module = _last_block(model)
+    block = resnet.last_block(model)
+    stage, module = block.partition(".")[0], resnet.block_module(model, block)
     if not isinstance(answer, str):
         return Verdict(False, f"answer with a layer name (a str), got {_describe(answer)}.")
     name = answer.strip()
@@ -140,7 +129,7 @@ def check_last_block(model: nn.Module, answer: object) -> Verdict:
         return Verdict(False, f"{base!r} has no spatial grid (its output is one vector per "
                        "image); pick the layer that feeds it.")
     if base.startswith(block + "."):
-        relu_calls = 3 if hasattr(module, "bn3") else 2
+        relu_calls = resnet.relu_calls(module)
         if base == f"{block}.relu":
             return Verdict(False, f"{block}.relu runs {relu_calls} times per forward; its last "
                            f"call (#{relu_calls - 1}) is the block output, but the block's own "

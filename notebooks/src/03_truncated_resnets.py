@@ -37,16 +37,10 @@ import torch
 from gradcam_edu import cams, viz, weights
 from gradcam_edu.capture import capture
 from gradcam_edu.scoreboard import scoreboard
-from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
-from gradcam_edu.truncate import (
-    STANDARD_CUTS,
-    first_images,
-    format_rows,
-    load_truncated,
-    probe_name,
-    truncate,
-    variant_accuracy,
-)
+from gradcam_edu.probes import STANDARD_CUTS, load_truncated, probe_name, variant_accuracy
+from gradcam_edu.shapes import CLASS_NAMES, first_images, shapes_sample
+from gradcam_edu.tables import format_rows
+from gradcam_edu.truncate import truncate
 from gradcam_edu.verdict import compare, random_head
 
 torch.manual_seed(0)
@@ -133,14 +127,14 @@ print("module names kept:", [n for n, _ in cut.named_children()])
 # `truncate` keeps the module names, so `"layer4.0.conv1"` names the same convolution in both
 # models. It deep-copies what it keeps: nothing done to `cut` touches `model`. With
 # `head="probe"` it puts a new linear layer on the cut instead, which
-# `truncate.train_probe` fits on the frozen features; the course ships such probes for
+# `probes.train_probe` fits on the frozen features; the course ships such probes for
 # several cuts (section 3).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3 · Does the cut model still classify?
 #
 # A map explains a classifier. Before we look at maps of a cut model, we check that it is
-# one. `truncate.variant_accuracy` scores the full model, the cut with its **original** head
+# one. `probes.variant_accuracy` scores the full model, the cut with its **original** head
 # (possible only after `layer4.0`, where the channel count fits) and every shipped **probe**,
 # on the same held-out images (one shared feature pass).
 

@@ -1,17 +1,19 @@
 """The live explorer's latency and memory, measured in-process (as in the kernel).
 
     python benchmarks/bench_explorer.py [--threads 2] [--repeats 30] [--updates 500] [--kernel]
+                                        [--image-format jpeg|png]
 
 ``--kernel`` runs the same measurement inside an IPython kernel (started with nbclient, as
 the notebooks run), where every widget change also sends its comm messages.
 
 Model: the shipped ``resnet18-shapes`` (random-weight ``resnet18_narrow`` when the weights are
 absent; the script says which), 224 x 224 shapes test images, the explorer's default layers
-(every conv, block and stage output) and methods. Latency is the wall time of assigning a
-widget's ``value`` from Python until the assignment returns, i.e. until the observers have
-recomputed and the new PNG bytes are on the image widgets (what a slider move costs in the
-kernel, before the browser draws). Class and image changes are measured with the gradient
-cache off (every class change runs its backward): the worst case.
+(every conv, block and stage output), methods and view encoding (``--image-format``: the
+input and overlay views as JPEG, the default, or lossless PNG). Latency is the wall time of
+assigning a widget's ``value`` from Python until the assignment returns, i.e. until the
+observers have recomputed and the new image bytes are on the widgets (what a slider move
+costs in the kernel, before the browser draws). Class and image changes are measured with
+the gradient cache off (every class change runs its backward): the worst case.
 
 Goals: median layer / method / opacity change <= 50 ms, class <= 200 ms, new image <= 300 ms;
 500 updates in a row (cycling layer, method, class, image, opacity) grow the resident memory
@@ -29,6 +31,7 @@ import time
 import torch
 
 from gradcam_edu import explorer as explorer_mod
+from gradcam_edu.capture import hook_count
 from gradcam_edu.shapes import CLASS_NAMES, ShapesDataset
 
 
@@ -54,11 +57,6 @@ def rss_mb() -> float:
         with open("/proc/self/statm") as f:
             pages = int(f.read().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def hook_count(model: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(m._backward_pre_hooks) for m in model.modules())
 
 
 def timed(widget, value) -> float:
@@ -126,6 +124,9 @@ def main() -> None:
     parser.add_argument("--explorer-threads", type=int, default=None,
                         help="Explorer(threads=...) for its forward/backward (default: the "
                              "--threads setting)")
+    parser.add_argument("--image-format", choices=("jpeg", "png"), default=None,
+                        help="Explorer(image_format=...) of the input and overlay views "
+                             "(default: the explorer's)")
     parser.add_argument("--kernel", action="store_true",
                         help="measure inside an IPython kernel (widget comms live)")
     args = parser.parse_args()
@@ -150,11 +151,12 @@ def main() -> None:
           f"CPUs (load average {loadavg}: other jobs share them), {args.images} images 224x224")
 
     # -- latency (gradient cache off: every class change runs its backward)
+    fmt = {} if args.image_format is None else {"image_format": args.image_format}
     ex = explorer_mod.Explorer(model, images, CLASS_NAMES, cache_mb=0,
-                               threads=args.explorer_threads)
+                               threads=args.explorer_threads, **fmt)
     print(f"explorer: {len(ex.layers)} layers, methods {', '.join(ex.methods)}; model passes "
           f"on {args.explorer_threads or torch.get_num_threads()} thread(s), map arithmetic "
-          "on 1")
+          f"on 1; views {ex.image_format}")
     latencies(ex, 3)  # warm-up
     res = latencies(ex, args.repeats)
     goals = {"layer": 50, "method": 50, "opacity": 50, "class": 200, "image": 300}
@@ -169,7 +171,7 @@ def main() -> None:
     gc.collect()
 
     # -- memory: a warm-up pass of the same cycle fills the (bounded) caches first
-    ex = explorer_mod.Explorer(model, images, CLASS_NAMES, threads=args.explorer_threads)
+    ex = explorer_mod.Explorer(model, images, CLASS_NAMES, threads=args.explorer_threads, **fmt)
     cycle(ex, args.updates)
     gc.collect()
     before = rss_mb()
@@ -181,15 +183,14 @@ def main() -> None:
     after = rss_mb()
     done = {k: ex.counts[k] - counts[k] for k in counts}
     hooks = hook_count(model)
-    cached_mb = sum(t.numel() * t.element_size() for d in ex._grad_cache.values()
-                    for t in d.values()) / 2**20
+    cached_mb = ex.session.cached_bytes() / 2**20
     print(f"\n{args.updates} updates in a row: {seconds:.1f} s "
           f"({1000 * seconds / args.updates:.1f} ms per update; {done['forward']} forwards, "
           f"{done['backward']} backwards)")
     print(f"resident memory {before:.1f} MB -> {after:.1f} MB: growth {after - before:+.1f} MB "
           f"(goal <= 20 MB: {'yes' if after - before <= 20 else 'NO'}); gradient cache "
-          f"{cached_mb:.1f} MB of {ex.cache_bytes / 2**20:.0f} MB allowed, "
-          f"{len(ex._grad_cache)} entries")
+          f"{cached_mb:.1f} MB of {ex.budget.cache_mb:.0f} MB allowed, "
+          f"{ex.session.cached_gradients} entries")
     print(f"hooks left on the model: {hooks}")
     assert hooks == 0, "a hook was left on the model"
 

@@ -60,22 +60,24 @@ def _centre_distance(h: int, w: int, device: str = "cpu") -> torch.Tensor:
     return ys[:, None] ** 2 + xs[None, :] ** 2
 
 
-def peak_location(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+PEAK_TIE = 1e-4
+"""Values within this fraction of a map's range below its maximum count as tied with it."""
+
+
+def peak_location(maps: torch.Tensor, tie: float = PEAK_TIE) -> tuple[torch.Tensor, torch.Tensor]:
     """Row and column ``(N,), (N,)`` of each map's maximum.
 
-    Ties (pixels equal to the maximum) are broken toward the image centre, so a constant map
-    points at the centre (the centre baseline's guess) rather than the top-left corner.
+    Pixels within ``tie`` x (max - min) of the maximum count as tied with it, and ties go to
+    the pixel nearest the image centre: a constant map points at the centre (the centre
+    baseline's guess), and two peaks that differ by float32 rounding alone (which the CPU's
+    SIMD kernels change) do not decide the pointing game by that rounding.
     """
     n, h, w = maps.shape
-    flat = maps.reshape(n, -1)
-    top, idx = flat.max(dim=1)
-    is_max = flat == top[:, None]
-    tied = is_max.sum(dim=1) > 1
-    if tied.any():
-        dist = _centre_distance(h, w, str(maps.device)).reshape(1, -1)
-        sub = torch.where(is_max[tied], dist, torch.full_like(dist, math.inf))
-        idx = idx.clone()
-        idx[tied] = sub.argmin(dim=1)
+    flat = maps.reshape(n, -1).double()
+    top, low = flat.max(dim=1).values, flat.min(dim=1).values
+    is_max = flat >= (top - tie * (top - low))[:, None]
+    dist = _centre_distance(h, w, str(maps.device)).reshape(1, -1).double()
+    idx = torch.where(is_max, dist, torch.full_like(dist, math.inf)).argmin(dim=1)
     return idx // w, idx % w
 
 
@@ -122,12 +124,12 @@ def energy_pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
     the mask's area fraction: the score of a uniform map, which carries no information.
     """
     _check_maps_masks(maps, masks)
-    pos = maps.clamp(min=0).reshape(maps.shape[0], -1).float()
+    pos = maps.clamp(min=0).reshape(maps.shape[0], -1).double()   # sums in float64
     inside = masks.reshape(masks.shape[0], -1)
     total = pos.sum(dim=1)
-    share = (pos * inside).sum(dim=1) / total.clamp(min=1e-30)
-    area = inside.float().mean(dim=1)
-    return torch.where(total > 0, share.clamp(0, 1), area)
+    share = (pos * inside).sum(dim=1) / total.clamp(min=1e-300)
+    area = inside.double().mean(dim=1)
+    return torch.where(total > 0, share.clamp(0, 1), area).float()
 
 
 def upsample_adjoint(images: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

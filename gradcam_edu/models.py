@@ -19,7 +19,8 @@
   ReLU), so a hook on a name fires exactly once per forward.
 * :func:`torchvision_resnet` - torchvision's own ResNet-18/34/50, random (seeded) or with the
   ImageNet weights *when the weight file is already in the local torch hub cache* (never
-  downloads). :func:`imagenet_preprocess` prepares a PIL image for them.
+  downloads). :func:`gradcam_edu.images.imagenet_preprocess` (also importable from here)
+  prepares a PIL image for them.
 
 All models here except the ImageNet ones take images in [0, 1] directly (no normalisation).
 """
@@ -34,6 +35,9 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
+# ImageNet preprocessing lives in gradcam_edu.images; importable from here as before.
+from .images import IMAGENET_MEAN, IMAGENET_STD, imagenet_preprocess
+
 __all__ = [
     "ResNet18Narrow",
     "PlainCNN",
@@ -47,10 +51,6 @@ __all__ = [
     "probability_kind",
     "probabilities",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 # ----------------------------------------------------------------------------- probabilities
 PROBABILITY_KINDS = ("sigmoid", "softmax")
@@ -262,19 +262,3 @@ def torchvision_resnet(
         torch.manual_seed(seed)
         model = builder(weights=None, num_classes=num_classes)
     return model.eval()
-
-
-def imagenet_preprocess(image) -> torch.Tensor:
-    """PIL image -> float32 (3, 224, 224): resize 256 (short side), centre crop 224, to
-    tensor in [0, 1], then ImageNet mean/std normalisation (for the ImageNet weights only)."""
-    from torchvision import transforms
-
-    tf = transforms.Compose(
-        [
-            transforms.Resize(256),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-    return tf(image.convert("RGB"))

@@ -1,6 +1,8 @@
-"""Figures: a map overlaid on its image, and grids of layers x methods (or x classes).
+"""Figures: a map overlaid on its image, a raw signed map at its grid, and grids of layers x
+methods (or x classes).
 
-NumPy and matplotlib live here, at the edge; the math elsewhere stays in torch.
+NumPy and matplotlib live here, at the edge; the math elsewhere stays in torch. A raw map's
+colours come from :func:`gradcam_edu.render.signed_colours`, as in the explorer.
 """
 
 from __future__ import annotations
@@ -11,14 +13,21 @@ import matplotlib
 import numpy as np
 import torch
 from matplotlib import pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from PIL import Image
+
+from .images import to_rgb
+from .render import RAW_CMAP, signed_colours
 
 
 def to_numpy_image(image) -> np.ndarray:
     """An image as float (H, W, 3) in [0, 1], from a (3, H, W) or (1, 3, H, W) tensor in [0, 1],
     an (H, W, 3) array (uint8 or float) or a PIL image."""
-    if hasattr(image, "convert"):  # PIL
-        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, Image.Image):
+        image = np.asarray(to_rgb(image))
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu()
         if image.ndim == 4 and image.shape[0] == 1:
@@ -62,6 +71,34 @@ def overlay(image, cam, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
                          f"{img.shape[:2]}; upsample it first (gradcam_edu.cams.upsample)")
     colours = matplotlib.colormaps[cmap](np.clip(heat, 0.0, 1.0))[..., :3]
     return (1.0 - alpha) * img + alpha * colours
+
+
+def show_raw_map(ax: Axes, raw, size: int | tuple[int, int] | None = None,
+                 extent: tuple[float, float, float, float] | None = None,
+                 colorbar: bool | dict = True, cmap: str = RAW_CMAP,
+                 ) -> tuple[AxesImage, Colorbar | None]:
+    """Draw a raw signed map (h, w) on ``ax`` at its own grid: nearest-neighbour cells,
+    coloured by :func:`gradcam_edu.render.signed_colours` (``RdBu_r`` from -max|v| to
+    +max|v|, 0 the middle colour), the same colours as the explorer's raw panel.
+
+    ``size``: the image size the grid covers, an int or (H, W) (the axes then run in image
+    pixels, ``extent=(0, W, H, 0)``); ``extent``: explicit axes coordinates (overrides
+    ``size``); neither: grid cell coordinates. ``colorbar``: True for a colour bar labelled
+    "raw value", a dict of ``Figure.colorbar`` keywords (``label``, ``shrink``, ...), or
+    False. Returns the image and the colour bar (None without one).
+    """
+    colours, vmax = signed_colours(raw, cmap)
+    if extent is None and size is not None:
+        height, width = (size, size) if isinstance(size, int) else size
+        extent = (0, width, height, 0)
+    shown = ax.imshow(colours, interpolation="nearest", extent=extent)
+    if colorbar is False:
+        return shown, None
+    v = vmax or 1.0  # an all-zero map: any symmetric range shows it as the middle colour
+    mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(-v, v), cmap)
+    options = {"fraction": 0.046, "pad": 0.03, "label": "raw value",
+               **(colorbar if isinstance(colorbar, dict) else {})}
+    return shown, ax.figure.colorbar(mappable, ax=ax, **options)
 
 
 def plot_grid(image, maps: Mapping[str, Mapping[str, object]], cmap: str = "jet",

@@ -1,4 +1,4 @@
-"""The live explorer, driven from Python: state, displayed PNGs, and the model work each
+"""The live explorer, driven from Python: state, displayed images, and the model work each
 change costs (forwards / backwards), on a random-weight narrow ResNet at 64 x 64."""
 
 import datetime
@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
-from gradcam_edu import cams
-from gradcam_edu.explorer import Explorer, decode_image, default_layers, fit_image
+from gradcam_edu import cams, layers
+from gradcam_edu.capture import hook_count
+from gradcam_edu.explorer import Explorer
+from gradcam_edu.images import as_image_tensor, decode_image, fit_image, to_uint8
 from gradcam_edu.models import plain_cnn, resnet18_narrow
 
 NAMES = ["circle", "square", "triangle", "star", "cross", "ring"]
@@ -53,11 +56,6 @@ class ForwardCounter:
         self.handle.remove()
 
 
-def hook_count(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(m._backward_pre_hooks) for m in model.modules())
-
-
 def png(widget) -> bytes:
     return bytes(widget.value)
 
@@ -74,7 +72,7 @@ def upload_entry(name: str, content: bytes) -> dict:
 
 # ----------------------------------------------------------------------------- defaults
 def test_defaults_layers_methods_class(ex, model, images):
-    assert ex.layers == default_layers(model, images[:1])
+    assert ex.layers == layers.default_layers(model, images[:1])
     assert ex.layers[0] == "conv1" and ex.layers[-1] == "layer4"
     assert "layer4.1.conv2" in ex.layers and "layer4.1" in ex.layers
     assert "layer2.0.downsample.0" in ex.layers and "layer2.0.downsample" not in ex.layers
@@ -89,7 +87,7 @@ def test_defaults_layers_methods_class(ex, model, images):
     assert 0.0 <= float(ex.current_map.min()) and float(ex.current_map.max()) <= 1.0
     assert png_size(png(ex.overlay_image)) == (SIZE, SIZE)
     assert png_size(png(ex.input_image)) == (SIZE, SIZE)
-    assert ex.counts == {"forward": 1, "backward": 1, "score_cam_forward": 0}
+    assert ex.counts == {"forward": 1, "backward": 1, "extra_forward": 0}
 
 
 def test_class_dropdown_shows_class_names(ex):
@@ -163,7 +161,7 @@ def test_new_image_one_forward(ex, model):
     assert fwd.n == 1 and ex.counts["forward"] == before["forward"] + 1
     assert ex.counts["backward"] <= before["backward"] + 1
     assert ex.state["image"] == 2 and png(ex.input_image) != before_png
-    assert ex.state["class"] == int(ex._logits.detach()[0].argmax())  # follows the top class
+    assert ex.state["class"] == ex.session.top_class()                # follows the top class
 
 
 def test_hand_chosen_class_kept_across_images(ex):
@@ -171,7 +169,7 @@ def test_hand_chosen_class_kept_across_images(ex):
     ex.image_slider.value = 1
     assert ex.state["class"] == 4
     ex.top_class.value = True
-    assert ex.state["class"] == int(ex._logits.detach()[0].argmax())
+    assert ex.state["class"] == ex.session.top_class()
 
 
 def test_no_hook_left_and_mode_restored_after_many_updates(model, images):
@@ -188,7 +186,7 @@ def test_no_hook_left_and_mode_restored_after_many_updates(model, images):
         small = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE, cache_mb=0)
         for c in range(6):
             small.class_dropdown.value = c
-        assert len(small._grad_cache) == 1
+        assert small.session.cached_gradients == 1
     finally:
         model.eval()
     assert hook_count(model) == 0
@@ -256,34 +254,98 @@ def test_shapes_dataset_and_display_bundle(model):
 
 def test_score_cam_lazy_and_cached(model, images):
     ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE,
-                  layers=["layer4"], methods=["gradcam", "scorecam"])
-    assert ex.counts["score_cam_forward"] == 0
+                  layers=["layer4"], methods=["gradcam", "scorecam"], score_cam_batch=32)
+    assert ex.counts["extra_forward"] == 0
     with ForwardCounter(model) as fwd:
         ex.method_dropdown.value = "scorecam"
-        batches = ex.counts["score_cam_forward"]
+        batches = ex.counts["extra_forward"]
         assert batches == 2 and fwd.n == batches                 # 64 channels / 32 per batch
+        expected = cams.explain(model, images[:1], ["layer4"], ex.state["class"],
+                                methods=["scorecam"])["layer4"]["scorecam"][0]
+        torch.testing.assert_close(ex.current_map, expected, atol=1e-5, rtol=1e-4)
+        fwd.n = batches
         ex.method_dropdown.value = "gradcam"
         ex.method_dropdown.value = "scorecam"                    # cached: no new forward
-        assert fwd.n == batches
-    assert "Score-CAM" in ex.message.value
+        assert fwd.n == batches and ex.counts["extra_forward"] == batches
+    assert "Score-CAM" in ex.message.value and "cached" in ex.message.value
+    ex.method_dropdown.value = "gradcam"
+    assert ex.message.value == ""                                # the note goes with the map
 
 
-def test_png_bytes_round_trip_and_jpeg_option(model, images):
-    from gradcam_edu.explorer import png_bytes
-
-    arr = (np.random.default_rng(0).random((7, 5, 3)) * 255).astype(np.uint8)
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(arr)))), arr)
+def test_cam_at_the_head_and_a_message_elsewhere(model, images):
     ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE,
-                  image_format="jpeg")
+                  layers=["layer3", "layer4"], methods=["cam", "gradcam"], layer="layer4")
+    assert ex.methods == ["cam", "gradcam"]
+    cam_map = ex.current_map.clone()
+    ex.set(method="gradcam")   # GAP + linear head: CAM is Grad-CAM up to a positive scale
+    torch.testing.assert_close(cam_map, ex.current_map, atol=1e-5, rtol=1e-4)
+    ex.set(method="cam", layer="layer3")                         # 32 channels, fc takes 64
+    assert ex.current_map is None and ex.state["layer"] == "layer3"
+    assert "CAM at layer3" in ex.message.value and "fc_weight" in ex.message.value
+    assert "not available" in ex.overlay_caption.value
+    assert png_size(png(ex.raw_image))[1] == SIZE                # a note, not a crash
+    ex.set(layer="layer4")
+    assert ex.current_map is not None and ex.message.value == ""
+
+
+def test_eigencam_needs_no_backward(model, images):
+    ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE,
+                  methods=["eigencam"], layers=["layer4"])
+    assert ex.counts == {"forward": 1, "backward": 0, "extra_forward": 0}
+    ex.class_dropdown.value = (ex.state["class"] + 1) % len(NAMES)
+    assert ex.counts["backward"] == 0
+
+
+def test_methods_validated_from_the_registry(model, images):
+    with pytest.raises(ValueError, match="methods: unknown method 'gradcamm'"):
+        Explorer(model, images, NAMES, image_size=SIZE, methods=["gradcamm"])
+    with pytest.raises(ValueError, match="methods: empty list"):
+        Explorer(model, images, NAMES, image_size=SIZE, methods=[])
+    ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE, layers=["layer4"])
+    with pytest.raises(ValueError, match="method: unknown method 'scorecam'"):
+        ex.set(method="scorecam")                                # not offered here
+
+
+def test_options_grouped_and_unknown_ones_named(model, images):
+    ex = Explorer(model, images, NAMES, image_size=SIZE, layers=["layer4"], display_size=48,
+                  cmap="viridis", image_format="png", cache_mb=1, score_cam_batch=8,
+                  threads=1, alpha=0.25, target="ring", image=1)
+    assert (ex.display.display_size, ex.display.cmap, ex.image_format) == (48, "viridis", "png")
+    assert (ex.budget.cache_mb, ex.budget.score_cam_batch, ex.budget.threads) == (1, 8, 1)
+    assert ex.state["alpha"] == 0.25 and ex.state["class_name"] == "ring"
+    assert ex.state["image"] == 1 and png_size(png(ex.overlay_image)) == (48, 48)
+    with pytest.raises(TypeError, match="unknown option 'aplha' \\(did you mean alpha"):
+        Explorer(model, images, NAMES, image_size=SIZE, aplha=0.3)
+    with pytest.raises(ValueError, match="image_format"):
+        Explorer(model, images, NAMES, image_size=SIZE, image_format="gif")
+
+
+def test_auto_probabilities_follow_the_model_not_the_class_count(images):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 6)).eval()           # 6 classes, says nothing: softmax
+    ex = Explorer(net, images, NAMES, image_size=SIZE, display_size=SIZE)
+    assert ex.probability_kind == "softmax" and "softmax" in ex.probabilities.value
+    torch.testing.assert_close(ex.session.probabilities.sum(), torch.tensor(1.0))
+    net.probabilities = "sigmoid"
+    assert Explorer(net, images, NAMES, image_size=SIZE).probability_kind == "sigmoid"
+
+
+def test_views_are_jpeg_by_default_png_on_request(model, images):
+    ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE, layers=["layer4"])
     assert png(ex.overlay_image)[:2] == b"\xff\xd8" and ex.overlay_image.format == "jpeg"
+    assert png(ex.raw_image)[:4] == b"\x89PNG"                   # the raw grid stays exact
+    ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE, layers=["layer4"],
+                  image_format="png")
+    assert png(ex.overlay_image)[:4] == b"\x89PNG" and ex.overlay_image.format == "png"
+    shown = np.asarray(Image.open(io.BytesIO(png(ex.input_image))))
+    assert np.array_equal(shown, to_uint8(ex.session.x))  # lossless
 
 
 def test_numpy_images_hwc_uint8_and_chw_float(model):
-    from gradcam_edu.explorer import _as_image_tensor
-
     hwc = (np.random.default_rng(0).random((2, 40, 40, 3)) * 255).astype(np.uint8)
     chw = hwc.transpose(0, 3, 1, 2).astype(np.float32) / 255
-    a, b = _as_image_tensor(hwc[0], 40), _as_image_tensor(chw[0], 40)
+    a, b = as_image_tensor(hwc[0], 40), as_image_tensor(chw[0], 40)
     assert a.shape == b.shape == (3, 40, 40)
     torch.testing.assert_close(a, b)
     ex = Explorer(model, hwc, NAMES, image_size=SIZE, display_size=SIZE, layers=["layer4"])

@@ -47,3 +47,49 @@ def test_plot_grid_has_rows_columns_titles_and_colorbar():
     matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match="maps: nothing to plot"):
         plot_grid(image, {})
+
+
+# ----------------------------------------------------------------------------- raw maps
+def test_signed_colours_are_matplotlibs_symmetric_rdbu():
+    from gradcam_edu.render import signed_colours
+
+    raw = torch.tensor([[-2.0, 0.0], [1.0, 2.0]])
+    colours, vmax = signed_colours(raw)
+    assert vmax == 2.0 and colours.shape == (2, 2, 3) and colours.dtype == np.uint8
+    cmap = matplotlib.colormaps["RdBu_r"]
+    for value, (i, j) in [(0.0, (0, 0)), (0.5, (0, 1)), (0.75, (1, 0)), (1.0, (1, 1))]:
+        assert colours[i, j].tolist() == list(cmap(value, bytes=True)[:3])   # -2 .. +2
+    # what imshow(raw, cmap="RdBu_r", vmin=-2, vmax=2) draws, cell for cell
+    norm = matplotlib.colors.Normalize(-2.0, 2.0)
+    assert np.array_equal(colours, cmap(norm(raw.numpy()), bytes=True)[..., :3])
+    zero, vmax = signed_colours(np.zeros((3, 3)))
+    assert vmax == 0.0 and (zero == cmap(0.5, bytes=True)[:3]).all()     # middle colour
+
+
+def test_raw_panel_shows_the_same_colours_at_its_grid():
+    from gradcam_edu.render import raw_panel, signed_colours
+
+    raw = torch.tensor([[-1.0, 3.0], [0.5, 0.0]])
+    panel = np.asarray(raw_panel(raw, 40))
+    assert panel.shape == (40, 40 + 74, 3)
+    colours, _ = signed_colours(raw)
+    for i, j in [(0, 0), (0, 1), (1, 0), (1, 1)]:                     # cell centres
+        assert panel[10 + 20 * i, 10 + 20 * j].tolist() == colours[i, j].tolist()
+
+
+def test_show_raw_map_draws_the_grid_with_a_symmetric_colour_bar():
+    from gradcam_edu.render import signed_colours
+    from gradcam_edu.viz import show_raw_map
+
+    raw = torch.tensor([[-1.0, 3.0], [0.5, 0.0]])
+    fig, ax = matplotlib.pyplot.subplots()
+    shown, bar = show_raw_map(ax, raw, size=224)
+    assert np.array_equal(shown.get_array(), signed_colours(raw)[0])
+    assert shown.get_extent() == [0, 224, 224, 0] and shown.get_interpolation() == "nearest"
+    assert bar.mappable.norm.vmin == -3.0 and bar.mappable.norm.vmax == 3.0
+    assert bar.ax.get_ylabel() == "raw value"
+    _, none = show_raw_map(ax, raw, extent=(9.5, 11.5, 11.5, 9.5), colorbar=False)
+    assert none is None and ax.images[-1].get_extent() == [9.5, 11.5, 11.5, 9.5]
+    _, labelled = show_raw_map(ax, raw, colorbar={"label": "value", "shrink": 0.8})
+    assert labelled.ax.get_ylabel() == "value"
+    matplotlib.pyplot.close(fig)

@@ -16,6 +16,7 @@ from torch import nn
 
 from .. import resnet
 from .. import verdict as rule
+from ..capture import split_call
 from ..images import load_image_file, to_tensor
 from .nb01 import Verdict, _describe
 
@@ -121,10 +122,13 @@ def check_last_block(model: nn.Module, answer: object) -> Verdict:
     if name in (block, stage):
         return Verdict(True, f"{name!r} outputs the last block's features, which feed the "
                        "average pool and fc: there Grad-CAM = HiResCAM = CAM.")
-    if name not in names and name.split("#")[0] not in names:
+    try:
+        base = split_call(name)[0]
+    except ValueError:
+        base = name
+    if name not in names and base not in names:
         return Verdict(False, f"the model has no layer {name!r}; list names with "
                        "[n for n, _ in model.named_modules()].")
-    base = name.split("#")[0]
     if base in ("avgpool", "fc", "flatten"):
         return Verdict(False, f"{base!r} has no spatial grid (its output is one vector per "
                        "image); pick the layer that feeds it.")

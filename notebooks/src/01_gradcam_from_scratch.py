@@ -189,12 +189,10 @@ print("max |by hand - cams.finalize(cams.grad_cam(A, G))| < 1e-6:", diff < 1e-6)
 
 # %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), layout="constrained")
-vmax = weighted.abs().max().item()
 axes[0].imshow(viz.to_numpy_image(x))
-im1 = axes[1].imshow(weighted[0], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+viz.show_raw_map(axes[1], weighted[0], colorbar={"shrink": 0.85, "label": "sum_k alpha_k A_k"})
 im2 = axes[2].imshow(scaled[0], cmap="jet", vmin=0, vmax=1)
 axes[3].imshow(viz.overlay(x[0], heat[0]))
-fig.colorbar(im1, ax=axes[1], shrink=0.85, label="sum_k alpha_k A_k")
 for ax in axes[2:]:
     fig.colorbar(im2, ax=ax, shrink=0.85, label="map value")
 titles = [f"input: {CLASS_NAMES[classes[0][0]]}", "2. weighted sum (signed)",

@@ -293,13 +293,15 @@ panels = [(f"|d score / d conv1|, channel {k}", G1[0, k].abs(), "magma", 0),
           ("HiResCAM at conv1 (raw)", cams.hires_cam(A1, G1)[0], "RdBu_r", None),
           ("Grad-CAM at conv1 (raw)", cams.grad_cam(A1, G1)[0], "RdBu_r", None)]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), layout="constrained")
+window = (c0 - 0.5, c0 + 31.5, r0 + 31.5, r0 - 0.5)
 for ax, (title, m, cmap, vmin) in zip(axes, panels, strict=True):
     m = m[r0:r0 + 32, c0:c0 + 32]
-    v = m.abs().max().item()
-    im = ax.imshow(m, cmap=cmap, vmin=-v if vmin is None else vmin, vmax=v,
-                   extent=(c0 - 0.5, c0 + 31.5, r0 + 31.5, r0 - 0.5))
+    if cmap == "RdBu_r":                       # a signed raw map: the package's one renderer
+        viz.show_raw_map(ax, m, extent=window, colorbar={"shrink": 0.85, "label": "value"})
+    else:
+        im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=m.abs().max().item(), extent=window)
+        fig.colorbar(im, ax=ax, shrink=0.85, label="value")
     ax.set(title=title, xlabel="conv1 column", ylabel="conv1 row")
-    fig.colorbar(im, ax=ax, shrink=0.85, label="value")
 fig.suptitle(f"The grid effect: a 32 x 32 window of conv1's 112 x 112 grid around the "
              f"'{CLASS_NAMES[ca]}' of test image {pick}")
 plt.show()

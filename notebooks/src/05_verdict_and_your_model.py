@@ -40,9 +40,10 @@ import torch
 import torchvision
 from PIL import Image, ImageDraw
 
-from gradcam_edu import cams, metrics, viz, weights
+from gradcam_edu import cams, metrics, models, viz, weights
 from gradcam_edu.capture import capturable_layers
-from gradcam_edu.explorer import Explorer, imagenet_normalize, load_image_file
+from gradcam_edu.explorer import Explorer
+from gradcam_edu.images import imagenet_normalize, load_image_file
 from gradcam_edu.models import imagenet_weight_path, torchvision_resnet
 from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
 from gradcam_edu.verdict import claim_boards, format_claims, judge_claims
@@ -248,7 +249,7 @@ x = load_image_file(path, 224)[None]                     # (1, 3, 224, 224) in [
 x_in = preprocess(x) if preprocess is not None else x
 with torch.no_grad():
     logits = user_model(x_in)
-probs = torch.sigmoid(logits) if len(class_names) <= 20 else logits.softmax(-1)
+probs = models.probabilities(user_model, logits)   # sigmoid or softmax: the model says
 top = probs[0].topk(3)
 print("top classes:", ", ".join(f"{class_names[i]} {p:.2f}" for p, i in
                                 zip(top.values.tolist(), top.indices.tolist(), strict=True)))

@@ -1,0 +1,281 @@
+"""The explorer's model work and its caches, without widgets.
+
+Per image the model runs ONCE: :func:`gradcam_edu.capture.record` over every explorer layer
+keeps the activations with their autograd graph (every hook already removed). A class costs
+one ``rec.backward(cls)`` for all layers at once, cached per (image, class) within a bound in
+bytes. A method that needs extra forwards (``"forwards"`` in its
+:attr:`gradcam_edu.cams.Method.needs`, Score-CAM) runs them on demand and its map is cached
+per (image, layer, class). Everything else is a function of cached tensors.
+
+    s = Session(model, ImageList(images, 224))  # one forward: image 0, the default layers
+    raw = s.raw_map("layer4", "gradcam", 3)     # one backward (cached), then (h, w)
+    s.load(5)                                   # another image: one forward
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import cams, images, models
+from .capture import Capture, capturable_layers, record
+from .layers import default_layers
+from .threads import torch_threads
+
+__all__ = ["Budget", "ImageList", "Session", "model_input"]
+
+Preprocess = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The model work's bounds: ``cache_mb`` of cached gradients (per (image, class), all
+    layers), ``score_cam_batch`` images per extra forward of a method that needs them,
+    ``threads`` for the model's passes (None: torch's setting; 1 is the fastest when other
+    jobs keep the cores busy). The map arithmetic always runs on one thread."""
+
+    cache_mb: float = 64.0
+    score_cam_batch: int = 32
+    threads: int | None = None
+
+    def __post_init__(self):
+        if self.cache_mb < 0:
+            raise ValueError(f"cache_mb: expected a size >= 0, got {self.cache_mb}")
+        if self.score_cam_batch < 1:
+            raise ValueError(f"score_cam_batch: expected a positive int, got "
+                             f"{self.score_cam_batch}")
+        if self.threads is not None and (isinstance(self.threads, bool)
+                                         or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ValueError(f"threads: expected a positive int or None, got {self.threads!r}")
+
+    @property
+    def cache_bytes(self) -> int:
+        return int(self.cache_mb * 2**20)
+
+
+class ImageList:
+    """Images as the explorer shows them, float (3, size, size) in [0, 1]: the given ones
+    (converted when read, :func:`gradcam_edu.images.as_image_tensor`) plus added ones."""
+
+    def __init__(self, source, size: int):
+        if isinstance(source, torch.Tensor):
+            if source.ndim != 4 or source.shape[1] not in (1, 3):
+                raise ValueError("images: expected a (N, 3, H, W) tensor, got shape "
+                                 f"{tuple(source.shape)}")
+        elif hasattr(source, "convert") or not hasattr(source, "__getitem__"):
+            source = [source]  # one PIL image
+        if len(source) == 0:
+            raise ValueError("images: no images given (an empty data set or list)")
+        self.source = source
+        self.size = size
+        self.extra: list[torch.Tensor] = []
+        self.names: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.source) + len(self.extra)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        n = len(self.source)
+        if not 0 <= i < len(self):
+            raise IndexError(f"image: index {i} out of range (0 to {len(self) - 1})")
+        return images.as_image_tensor(self.source[i], self.size) if i < n else self.extra[i - n]
+
+    def name(self, i: int) -> str:
+        return self.names.get(i, f"image {i}")
+
+    def append(self, x: torch.Tensor, name: str) -> int:
+        self.extra.append(x)
+        self.names[len(self) - 1] = name
+        return len(self) - 1
+
+
+def model_input(model: nn.Module, x: torch.Tensor,
+                preprocess: Preprocess | None = None) -> torch.Tensor:
+    """(3, S, S) image in [0, 1] -> (1, 3, S, S) model input on the model's device."""
+    param = next(model.parameters(), None)
+    inp = x[None].to(param.device if param is not None else "cpu")
+    return preprocess(inp) if preprocess is not None else inp
+
+
+class _Counted(nn.Module):
+    """``model`` itself, counting its forwards (a method's extra forwards run on it)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.model(x)
+
+
+def _nbytes(tensors: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+class Session:
+    """One model, its layers, images and class names: the current image's recording, its
+    probabilities, and the caches.
+
+    ``layers``: capture names, ``"all"`` (every layer with a 4-D output) or None
+    (:func:`gradcam_edu.layers.default_layers`). ``probabilities``: ``"sigmoid"``,
+    ``"softmax"`` or ``"auto"`` (:func:`gradcam_edu.models.probability_kind`). ``budget``:
+    the gradient cache's bound (the current entry is always kept), the images per extra
+    forward and the threads of the model's passes (:class:`Budget`). ``image``: the image
+    loaded first. ``counts``: model work so far, ``"forward"`` (recorded forwards, one per
+    image shown), ``"backward"`` and ``"extra_forward"`` (forward batches run by methods
+    that need them).
+    """
+
+    def __init__(self, model: nn.Module, image_list: ImageList,
+                 layers: Sequence[str] | str | None = None,
+                 class_names: Sequence[str] | None = None, probabilities: str = "auto",
+                 preprocess: Preprocess | None = None, budget: Budget | None = None,
+                 image: int = 0):
+        if probabilities not in ("auto", *models.PROBABILITY_KINDS):
+            raise ValueError(f"probabilities: expected 'sigmoid', 'softmax' or 'auto', got "
+                             f"{probabilities!r}")
+        self.model, self.images, self.preprocess = model, image_list, preprocess
+        self.budget = budget if budget is not None else Budget()
+        self.layers = self._resolve_layers(layers, model_input(model, image_list[image],
+                                                               preprocess))
+        self.probability_kind = (models.probability_kind(model) if probabilities == "auto"
+                                 else probabilities)
+        self.counts = {"forward": 0, "backward": 0, "extra_forward": 0}
+        self.note: str | None = None  # what the last on-demand computation cost
+        self.rec: Capture | None = None
+        self._grads: OrderedDict[tuple[int, int], dict[str, torch.Tensor]] = OrderedDict()
+        self._extra: dict[tuple[str, str, int | None], tuple[torch.Tensor, str]] = {}
+        self.load(image)
+        k = self.logits.shape[0]
+        self.class_names = [str(c) for c in (class_names if class_names is not None
+                                             else range(k))]
+        if len(self.class_names) != k:
+            raise ValueError(f"class_names: {len(self.class_names)} names for a model with {k} "
+                             "outputs")
+
+    def _resolve_layers(self, layers, x: torch.Tensor) -> list[str]:
+        if layers is None:
+            names = default_layers(self.model, x)
+        elif layers == "all":
+            names = capturable_layers(self.model, x)
+        else:
+            names = [layers] if isinstance(layers, str) else list(layers)
+        if not names:
+            raise ValueError("layers: the model has no layer with a 4-D output to explain")
+        return names
+
+    # -- images, classes -------------------------------------------------------------------
+    def load(self, index: int) -> None:
+        """Show image ``index``: ONE forward recording every layer (graph kept, no hooks)."""
+        x = self.images[index]
+        inp = model_input(self.model, x, self.preprocess)
+        with torch_threads(self.budget.threads):
+            rec = record(self.model, self.layers, inp)
+        if self.rec is not None:
+            self.rec.release()
+        self.counts["forward"] += 1
+        self.rec, self.index, self.x, self.input = rec, index, x, inp.detach()
+        self.logits = rec.logits.detach()[0]                                  # (K,)
+        logits = self.logits.float().cpu()
+        self.probabilities = (logits.sigmoid() if self.probability_kind == "sigmoid"
+                              else logits.softmax(0))
+        self._extra.clear()
+
+    def activation(self, layer: str) -> torch.Tensor:
+        """The current image's activation at ``layer``, (1, C, h, w), detached."""
+        return self.rec.activations[layer].detach()
+
+    def top_class(self) -> int:
+        """The current image's top predicted class."""
+        return int(self.logits.argmax())
+
+    def class_index(self, target: int | str) -> int:
+        """A class name or index -> its index; ``ValueError`` / ``IndexError`` naming it."""
+        if isinstance(target, str):
+            if target not in self.class_names:
+                names = self.class_names
+                if len(names) > 20:  # e.g. ImageNet: the closest names, not all 1000
+                    names = difflib.get_close_matches(target, names, n=8, cutoff=0.3)
+                    names = [*names, f"... ({len(self.class_names)} classes)"]
+                raise ValueError(f"target: unknown class {target!r}; classes: "
+                                 f"{', '.join(names)}")
+            return self.class_names.index(target)
+        if not 0 <= int(target) < len(self.class_names):
+            raise IndexError(f"target: class index {target} out of range "
+                             f"(0 to {len(self.class_names) - 1})")
+        return int(target)
+
+    # -- gradients -----------------------------------------------------------------------------
+    def gradients(self, cls: int) -> dict[str, torch.Tensor]:
+        """d logit[cls] / d activation at every layer: ONE backward, cached per (image, class)
+        within the budget's ``cache_mb``."""
+        key = (self.index, cls)
+        if key in self._grads:
+            self._grads.move_to_end(key)
+            return self._grads[key]
+        with torch_threads(self.budget.threads):
+            self.rec.backward(cls)
+        self.counts["backward"] += 1
+        self._grads[key] = dict(self.rec.gradients)
+        self._evict()
+        return self._grads[key]
+
+    def _evict(self) -> None:
+        total = self.cached_bytes()
+        while len(self._grads) > 1 and total > self.budget.cache_bytes:
+            _, dropped = self._grads.popitem(last=False)
+            total -= _nbytes(dropped)
+
+    def cached_bytes(self) -> int:
+        """Bytes held by the gradient cache."""
+        return sum(_nbytes(d) for d in self._grads.values())
+
+    @property
+    def cached_gradients(self) -> int:
+        """Entries of the gradient cache (one per (image, class))."""
+        return len(self._grads)
+
+    # -- maps ----------------------------------------------------------------------------------
+    def raw_map(self, layer: str, method: str, cls: int) -> torch.Tensor:
+        """The raw signed map (h, w) of ``method`` for class ``cls`` at ``layer``.
+
+        ``ValueError`` / ``TypeError`` from :func:`gradcam_edu.cams.raw_map` when the method
+        cannot explain this layer (CAM away from the layer feeding the head)."""
+        m = cams.check_method(method)
+        self.note = None
+        if "forwards" in m.needs:
+            return self._on_demand(layer, method, m, cls)
+        A = self.activation(layer)
+        G = self.gradients(cls)[layer] if "gradient" in m.needs else None
+        # small tensors: one thread is faster, and immune to busy cores (no OpenMP waits)
+        with torch_threads(1):
+            return cams.raw_map(method, A, G, model=self.model, x=self.input,
+                                target=cls)[0].detach()
+
+    def _on_demand(self, layer: str, method: str, m: cams.Method, cls: int) -> torch.Tensor:
+        """A map that needs extra forwards: computed once per (image, layer, class)."""
+        key = (layer, method, cls if m.class_specific else None)
+        if key not in self._extra:
+            counted = _Counted(self.model)
+            A = self.activation(layer)
+            G = self.gradients(cls)[layer] if "gradient" in m.needs else None
+            t0 = time.perf_counter()
+            with torch_threads(self.budget.threads):
+                raw = cams.raw_map(method, A, G, model=counted, x=self.input, target=cls,
+                                   batch_size=self.budget.score_cam_batch)
+            seconds = time.perf_counter() - t0
+            self.counts["extra_forward"] += counted.calls
+            note = (f"{m.title} at {layer}: {counted.calls} extra forward passes of up to "
+                    f"{self.budget.score_cam_batch} images, {seconds:.2f} s (cached)")
+            self._extra[key] = (raw[0].detach(), note)
+        raw, self.note = self._extra[key]
+        return raw

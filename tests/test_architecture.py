@@ -9,7 +9,7 @@ those below it, never one above:
     world       shapes, models, truncate, weights, classification, train
     evaluation  metrics, faithfulness, scoreboard, gradflow, probes, verdict
     display     render, viz, layers, session, explorer
-    interface   cli, __main__, exercises.*
+    interface   cli, __main__, recorded, exercises.*
 """
 
 import ast
@@ -24,7 +24,7 @@ LAYERS = {
     "world": ["shapes", "models", "truncate", "weights", "classification", "train"],
     "evaluation": ["metrics", "faithfulness", "scoreboard", "gradflow", "probes", "verdict"],
     "display": ["render", "viz", "layers", "session", "explorer"],
-    "interface": ["cli", "__main__", "__init__", "exercises"],
+    "interface": ["cli", "__main__", "__init__", "recorded", "exercises"],
 }
 RANK = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
 MAX_MODULE_LINES = 450

@@ -2,6 +2,11 @@
 
     python tools/build_notebooks.py                 # every notebooks/src/*.py
     python tools/build_notebooks.py 01 03           # the sources whose name starts so
+    python tools/build_notebooks.py --record        # and rewrite notebooks/recorded.json
+
+``--record`` makes every ``recorded.check`` cell take the table it measures as the new record
+(see :mod:`gradcam_edu.recorded`): do it when the science changed on purpose, and read the
+diff of ``notebooks/recorded.json`` before committing it.
 
 Sources are jupytext "percent" scripts (easy to diff and review); the executed .ipynb files
 in notebooks/ are what learners open and what nbval checks. Prints each notebook's time.
@@ -9,6 +14,7 @@ in notebooks/ are what learners open and what nbval checks. Prints each notebook
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,6 +51,9 @@ def build(source: Path, timeout: int = 600) -> float:
 
 
 def main(prefixes: list[str]) -> None:
+    if "--record" in prefixes:
+        prefixes = [p for p in prefixes if p != "--record"]
+        os.environ["GRADCAM_EDU_RECORD"] = "1"          # inherited by the kernels
     sources = sorted(SRC.glob("*.py"))
     if prefixes:
         sources = [s for s in sources if any(s.stem.startswith(p) for p in prefixes)]

@@ -6,8 +6,9 @@
 Executes every committed notebook (its code, as nbval does) once per configuration: a torch
 kernel level (``ATEN_CPU_CAPABILITY`` with the matching ``ONEDNN_MAX_CPU_ISA``; "native" sets
 neither) and a torch thread count (forced in a first cell the tool adds; the notebooks
-themselves set one thread). Then, for every cell marked ``# NBVAL_CHECK_OUTPUT``, it compares
-the text output with the committed one and prints: whether the text is identical, and the
+themselves set one thread). Then, for every cell marked ``# NBVAL_CHECK_OUTPUT`` and every
+table such a cell checks against the record (:mod:`gradcam_edu.recorded`), it compares the
+text output with the committed one and prints: whether the text is identical, and the
 largest difference of any number in it across all configurations (numbers are compared
 position by position; a cell whose words differ is reported as such).
 
@@ -50,8 +51,12 @@ def cell_text(cell) -> str:
 
 
 def checked_cells(nb) -> dict[int, str]:
-    return {i: cell_text(c) for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and MARK in c.source}
+    """Outputs of the checked cells, and of the cells whose table a checked
+    ``recorded.check`` cell compares with the course's record (the cell before it)."""
+    cells = nb.cells
+    keep = {i for i, c in enumerate(cells) if c.cell_type == "code" and MARK in c.source}
+    keep |= {i - 1 for i in keep if "recorded.check(" in cells[i].source}
+    return {i: cell_text(cells[i]) for i in sorted(keep)}
 
 
 def execute(path: Path, isa: str, threads: int) -> tuple[dict[int, str], float]:

@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from gradcam_edu import cams, metrics, viz, weights
+from gradcam_edu import cams, metrics, recorded, viz, weights
 from gradcam_edu.capture import capture
 from gradcam_edu.scoreboard import scoreboard
 from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
@@ -220,29 +220,33 @@ plt.show()
 # (`metrics.energy_pointing_game`: the share of the map's mass inside the mask).
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    two = [i for i in range(len(classes)) if len(classes[i]) == 2]
+    right = [i for i in two if bool(((probs[i] > 0.5) == labels[i].bool()).all())]
+    pick = (right or two)[0]
+    ca, cb = classes[pick]
+    x2 = images[pick:pick + 1]
+    with capture(model, LAYER) as cap:
+        cap.forward(x2)
+        maps2 = {}
+        for c in (ca, cb):
+            cap.backward(target=c)
+            maps2[c] = cams.finalize(cams.grad_cam(cap.activations[LAYER].detach(),
+                                                   cap.gradients[LAYER]), size=(224, 224))
+    mask_a, mask_b = masks[pick][0:1], masks[pick][1:2]
+    print(f"test image {pick}: {CLASS_NAMES[ca]} and {CLASS_NAMES[cb]}")
+    print(f"{'map for':<12}{'on ' + CLASS_NAMES[ca]:>14}{'on ' + CLASS_NAMES[cb]:>14}"
+          f"{'target share':>14}")
+    shares = {}
+    for c, own, other in ((ca, mask_a, mask_b), (cb, mask_b, mask_a)):
+        on_a = metrics.energy_pointing_game(maps2[c], mask_a).item()
+        on_b = metrics.energy_pointing_game(maps2[c], mask_b).item()
+        shares[c] = metrics.target_share(maps2[c], own, other).item()
+        print(f"{CLASS_NAMES[c]:<12}{on_a:>14.2f}{on_b:>14.2f}{shares[c]:>14.2f}")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-two = [i for i in range(len(classes)) if len(classes[i]) == 2]
-right = [i for i in two if bool(((probs[i] > 0.5) == labels[i].bool()).all())]
-pick = (right or two)[0]
-ca, cb = classes[pick]
-x2 = images[pick:pick + 1]
-with capture(model, LAYER) as cap:
-    cap.forward(x2)
-    maps2 = {}
-    for c in (ca, cb):
-        cap.backward(target=c)
-        maps2[c] = cams.finalize(cams.grad_cam(cap.activations[LAYER].detach(),
-                                               cap.gradients[LAYER]), size=(224, 224))
-mask_a, mask_b = masks[pick][0:1], masks[pick][1:2]
-print(f"test image {pick}: {CLASS_NAMES[ca]} and {CLASS_NAMES[cb]}")
-print(f"{'map for':<12}{'on ' + CLASS_NAMES[ca]:>14}{'on ' + CLASS_NAMES[cb]:>14}"
-      f"{'target share':>14}")
-shares = {}
-for c, own, other in ((ca, mask_a, mask_b), (cb, mask_b, mask_a)):
-    on_a = metrics.energy_pointing_game(maps2[c], mask_a).item()
-    on_b = metrics.energy_pointing_game(maps2[c], mask_b).item()
-    shares[c] = metrics.target_share(maps2[c], own, other).item()
-    print(f"{CLASS_NAMES[c]:<12}{on_a:>14.2f}{on_b:>14.2f}{shares[c]:>14.2f}")
+recorded.check("01 class discrimination", table.text, tol=0.01)   # the same on every CPU
 
 # %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.5), layout="constrained")
@@ -303,20 +307,24 @@ plt.show()
 # **baselines** are maps that know nothing: a bump at the centre, and a uniform map.
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    board = scoreboard(model, images, masks, classes, PLAIN_LAYERS, methods=("gradcam",))
+    print(f"{'layer':<14}{'grid':>8}{'point':>7}{'@15px':>7}{'energy [95% CI]':>20}"
+          f"{'ceiling':>9}{'target share':>14}")
+    for r in board.rows:
+        name = r["layer"].removeprefix("features.") if r["method"] == "gradcam" else r["method"]
+        ceiling = f"{r['ceiling_energy']:.2f}" if "ceiling_energy" in r else "-"
+        print(f"{name:<14}{r['grid']:>8}{r['pointing']:>7.2f}{r['pointing_tol']:>7.2f}"
+              f"{r['energy']:>8.2f} [{r['energy_lo']:.2f}, {r['energy_hi']:.2f}]"
+              f"{ceiling:>9}{r['target_share']:>14.2f}")
+    n_pairs, n_two = len(board.image_index), int((~board.scores[(LAYER, 'gradcam')]['target_share']
+                                                 .isnan()).sum())
+    print(f"{n_pairs} (image, class) pairs from {len(images)} images; target share on the "
+          f"{n_two} pairs of 2-object images")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-board = scoreboard(model, images, masks, classes, PLAIN_LAYERS, methods=("gradcam",))
-print(f"{'layer':<14}{'grid':>8}{'point':>7}{'@15px':>7}{'energy [95% CI]':>20}"
-      f"{'ceiling':>9}{'target share':>14}")
-for r in board.rows:
-    name = r["layer"].removeprefix("features.") if r["method"] == "gradcam" else r["method"]
-    ceiling = f"{r['ceiling_energy']:.2f}" if "ceiling_energy" in r else "-"
-    print(f"{name:<14}{r['grid']:>8}{r['pointing']:>7.2f}{r['pointing_tol']:>7.2f}"
-          f"{r['energy']:>8.2f} [{r['energy_lo']:.2f}, {r['energy_hi']:.2f}]"
-          f"{ceiling:>9}{r['target_share']:>14.2f}")
-n_pairs, n_two = len(board.image_index), int((~board.scores[(LAYER, 'gradcam')]['target_share']
-                                             .isnan()).sum())
-print(f"{n_pairs} (image, class) pairs from {len(images)} images; target share on the "
-      f"{n_two} pairs of 2-object images")
+recorded.check("01 plain CNN scoreboard", table.text, tol=0.02)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # How to read it: compare each layer's **energy** with its **ceiling** (same row) and with the

@@ -35,7 +35,7 @@
 import matplotlib.pyplot as plt
 import torch
 
-from gradcam_edu import cams, gradflow, viz, weights
+from gradcam_edu import cams, gradflow, recorded, viz, weights
 from gradcam_edu.capture import capture
 from gradcam_edu.scoreboard import scoreboard
 from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
@@ -106,15 +106,19 @@ except ValueError as err:
 # (after the addition). The second call's output *is* the block's output:
 
 # %% slideshow={"slide_type": "fragment"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    names = ["layer4.1.bn1", "layer4.1.relu#0", "layer4.1.bn2", "layer4.1.relu#1", "layer4.1"]
+    with capture(model, names) as cap:
+        cap.forward(x)
+        act = {n: cap.activations[n].detach() for n in names}
+    print("relu#1 output == block output layer4.1:", torch.equal(act["layer4.1.relu#1"],
+                                                                 act["layer4.1"]))
+    for n in names:
+        print(f"{n:<17} share of negative values {float((act[n] < 0).float().mean()):.3f}")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-names = ["layer4.1.bn1", "layer4.1.relu#0", "layer4.1.bn2", "layer4.1.relu#1", "layer4.1"]
-with capture(model, names) as cap:
-    cap.forward(x)
-    act = {n: cap.activations[n].detach() for n in names}
-print("relu#1 output == block output layer4.1:", torch.equal(act["layer4.1.relu#1"],
-                                                             act["layer4.1"]))
-for n in names:
-    print(f"{n:<17} share of negative values {float((act[n] < 0).float().mean()):.3f}")
+recorded.check("02 negative shares", table.text, tol=0.002)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What a bare hook sees
@@ -124,21 +128,25 @@ for n in names:
 # first by `out += identity`, then by the ReLU.
 
 # %% slideshow={"slide_type": "fragment"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    kept = {}
+    block = model.layer4[1]
+    handles = [block.bn1.register_forward_hook(lambda m, i, o: kept.__setitem__("bn1", o)),
+               block.bn2.register_forward_hook(lambda m, i, o: kept.__setitem__("bn2", o))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    print(f"bare hook on bn1: share of negative values {float((kept['bn1'] < 0).float().mean()):.3f}"
+          f" (capture: {float((act['layer4.1.bn1'] < 0).float().mean()):.3f})")
+    print("bare hook on bn2 holds the block's output instead:",
+          torch.equal(kept["bn2"], act["layer4.1"]))
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-kept = {}
-block = model.layer4[1]
-handles = [block.bn1.register_forward_hook(lambda m, i, o: kept.__setitem__("bn1", o)),
-           block.bn2.register_forward_hook(lambda m, i, o: kept.__setitem__("bn2", o))]
-try:
-    with torch.no_grad():
-        model(x)
-finally:
-    for h in handles:
-        h.remove()
-print(f"bare hook on bn1: share of negative values {float((kept['bn1'] < 0).float().mean()):.3f}"
-      f" (capture: {float((act['layer4.1.bn1'] < 0).float().mean()):.3f})")
-print("bare hook on bn2 holds the block's output instead:",
-      torch.equal(kept["bn2"], act["layer4.1"]))
+recorded.check("02 bare hook on bn1", table.text, tol=0.002)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **Key sentence.** In a torchvision ResNet, a hook that stores a module's output without
@@ -211,15 +219,19 @@ print("d score / d bn2 == d score / d block output, masked by the final ReLU:", 
 # averaged over 32 test images (target: each image's first class).
 
 # %% slideshow={"slide_type": "fragment"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    flows = gradflow.gradient_flow(model, images[:32], target)
+    print(f"{'block':<10}{'skip':<12}{'skip share':>11}{'|g_skip|':>11}{'|g_branch|':>11}"
+          f"{'cosine':>8}")
+    for f in gradflow.flow_table(flows):
+        print(f"{f['block']:<10}{f['skip']:<12}{f['skip_share']:>11.2f}{f['skip_norm']:>11.4f}"
+              f"{f['branch_norm']:>11.4f}{f['cosine']:>8.2f}")
+    err = max(f.reconstruction_error for f in flows)
+    print("skip + branch == captured input gradient (max error < 1e-5):", err < 1e-5)
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-flows = gradflow.gradient_flow(model, images[:32], target)
-print(f"{'block':<10}{'skip':<12}{'skip share':>11}{'|g_skip|':>11}{'|g_branch|':>11}"
-      f"{'cosine':>8}")
-for f in gradflow.flow_table(flows):
-    print(f"{f['block']:<10}{f['skip']:<12}{f['skip_share']:>11.2f}{f['skip_norm']:>11.4f}"
-          f"{f['branch_norm']:>11.4f}{f['cosine']:>8.2f}")
-err = max(f.reconstruction_error for f in flows)
-print("skip + branch == captured input gradient (max error < 1e-5):", err < 1e-5)
+recorded.check("02 gradient flow", table.text, tol=0.01)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **What it means for claim (a).** The skip carries a large part of the gradient (the table
@@ -240,24 +252,28 @@ print("skip + branch == captured input gradient (max error < 1e-5):", err < 1e-5
 # space, and Grad-CAM's averaging changes nothing. Grad-CAM = HiResCAM = CAM / 49.
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    x16, t16 = images[:16], [c[0] for c in classes[:16]]
+    with capture(model, ["layer3", "layer4"]) as cap:
+        cap.forward(x16)
+        cap.backward(t16)
+        A4, G4 = cap.activations["layer4"].detach(), cap.gradients["layer4"]
+        A3, G3 = cap.activations["layer3"].detach(), cap.gradients["layer3"]
+    gc, hr = cams.grad_cam(A4, G4), cams.hires_cam(A4, G4)
+    cam = cams.class_activation_map(A4, model.fc.weight.detach(), t16)
+    rel = lambda a, b: ((a - b).abs().max() / b.abs().max()).item()   # noqa: E731
+    print(f"layer4 raw maps, max |Grad-CAM - HiResCAM| / max |HiResCAM| < 1e-5: {rel(gc, hr) < 1e-5}")
+    print(f"layer4 raw maps, max |49 Grad-CAM - CAM| / max |CAM|       < 1e-5: "
+          f"{rel(49 * gc, cam) < 1e-5}")
+    shown = lambda f, A, G: cams.finalize(f(A, G), size=(224, 224))   # noqa: E731
+    d4 = (shown(cams.grad_cam, A4, G4) - shown(cams.hires_cam, A4, G4)).abs().max().item()
+    d3 = (shown(cams.grad_cam, A3, G3) - shown(cams.hires_cam, A3, G3)).abs().max().item()
+    print(f"displayed maps, max |Grad-CAM - HiResCAM|: layer4 < 1e-5: {d4 < 1e-5}; "
+          f"layer3: {d3:.2f}")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-x16, t16 = images[:16], [c[0] for c in classes[:16]]
-with capture(model, ["layer3", "layer4"]) as cap:
-    cap.forward(x16)
-    cap.backward(t16)
-    A4, G4 = cap.activations["layer4"].detach(), cap.gradients["layer4"]
-    A3, G3 = cap.activations["layer3"].detach(), cap.gradients["layer3"]
-gc, hr = cams.grad_cam(A4, G4), cams.hires_cam(A4, G4)
-cam = cams.class_activation_map(A4, model.fc.weight.detach(), t16)
-rel = lambda a, b: ((a - b).abs().max() / b.abs().max()).item()   # noqa: E731
-print(f"layer4 raw maps, max |Grad-CAM - HiResCAM| / max |HiResCAM| < 1e-5: {rel(gc, hr) < 1e-5}")
-print(f"layer4 raw maps, max |49 Grad-CAM - CAM| / max |CAM|       < 1e-5: "
-      f"{rel(49 * gc, cam) < 1e-5}")
-shown = lambda f, A, G: cams.finalize(f(A, G), size=(224, 224))   # noqa: E731
-d4 = (shown(cams.grad_cam, A4, G4) - shown(cams.hires_cam, A4, G4)).abs().max().item()
-d3 = (shown(cams.grad_cam, A3, G3) - shown(cams.hires_cam, A3, G3)).abs().max().item()
-print(f"displayed maps, max |Grad-CAM - HiResCAM|: layer4 < 1e-5: {d4 < 1e-5}; "
-      f"layer3: {d3:.2f}")
+recorded.check("02 identity at layer4", table.text, tol=0.01)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # At `layer3` (the cell above prints the largest difference of the displayed maps) the
@@ -273,13 +289,17 @@ print(f"displayed maps, max |Grad-CAM - HiResCAM|: layer4 < 1e-5: {d4 < 1e-5}; "
 # share of gradient entries that are exactly zero, per layer of the stem.
 
 # %% slideshow={"slide_type": "fragment"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    rows = gradflow.zero_gradient_share(model, x16, t16,
+                                        ["conv1", "bn1", "relu", "maxpool", "layer1.0.conv1"])
+    print(f"{'layer':<16}{'grid':>9}{'zero gradient entries':>23}")
+    for r in rows:
+        print(f"{r['layer']:<16}{'x'.join(map(str, r['grid'])):>9}{r['zero_entries']:>23.3f}")
+    print("conv1: at least 3 in 4 entries are zero:", rows[0]["zero_entries"] >= 0.75)
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-rows = gradflow.zero_gradient_share(model, x16, t16,
-                                    ["conv1", "bn1", "relu", "maxpool", "layer1.0.conv1"])
-print(f"{'layer':<16}{'grid':>9}{'zero gradient entries':>23}")
-for r in rows:
-    print(f"{r['layer']:<16}{'x'.join(map(str, r['grid'])):>9}{r['zero_entries']:>23.3f}")
-print("conv1: at least 3 in 4 entries are zero:", rows[0]["zero_entries"] >= 0.75)
+recorded.check("02 zero gradients", table.text, tol=0.005)   # the same on every CPU
 
 # %% slideshow={"slide_type": "subslide"}
 with capture(model, "conv1") as cap:
@@ -323,30 +343,38 @@ plt.show()
 # ceiling, and the target share on two-object images.
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    board = scoreboard(model, images, masks, classes, LAYERS,
+                       methods=("gradcam", "hirescam", "layercam"))
+
+
+    def show(methods):
+        print(f"{'layer':<15}{'method':<10}{'grid':>8}{'@15px':>7}{'energy [95% CI]':>20}"
+              f"{'ceiling':>8}{'target':>8}")
+        for r in board.rows:
+            if r["method"] in methods:
+                ceiling = f"{r['ceiling_energy']:.2f}" if "ceiling_energy" in r else "-"
+                print(f"{r['layer']:<15}{r['method']:<10}{r['grid']:>8}{r['pointing_tol']:>7.2f}"
+                      f"{r['energy']:>8.2f} [{r['energy_lo']:.2f}, {r['energy_hi']:.2f}]"
+                      f"{ceiling:>8}{r['target_share']:>8.2f}")
+
+
+    show(("gradcam", "centre", "uniform"))
+    print(f"{len(board.image_index)} (image, class) pairs from {len(images)} test images; "
+          f"target share on the {int((~board.baselines['uniform_target_share'].isnan()).sum())} "
+          "pairs of 2-object images")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-board = scoreboard(model, images, masks, classes, LAYERS,
-                   methods=("gradcam", "hirescam", "layercam"))
-
-
-def show(methods):
-    print(f"{'layer':<15}{'method':<10}{'grid':>8}{'@15px':>7}{'energy [95% CI]':>20}"
-          f"{'ceiling':>8}{'target':>8}")
-    for r in board.rows:
-        if r["method"] in methods:
-            ceiling = f"{r['ceiling_energy']:.2f}" if "ceiling_energy" in r else "-"
-            print(f"{r['layer']:<15}{r['method']:<10}{r['grid']:>8}{r['pointing_tol']:>7.2f}"
-                  f"{r['energy']:>8.2f} [{r['energy_lo']:.2f}, {r['energy_hi']:.2f}]"
-                  f"{ceiling:>8}{r['target_share']:>8.2f}")
-
-
-show(("gradcam", "centre", "uniform"))
-print(f"{len(board.image_index)} (image, class) pairs from {len(images)} test images; "
-      f"target share on the {int((~board.baselines['uniform_target_share'].isnan()).sum())} "
-      "pairs of 2-object images")
+recorded.check("02 scoreboard gradcam", table.text, tol=0.02)   # the same on every CPU
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    show(("hirescam", "layercam"))
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-show(("hirescam", "layercam"))
+recorded.check("02 scoreboard hirescam layercam", table.text, tol=0.02)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading the table** (numbers as printed above):
@@ -370,13 +398,17 @@ show(("hirescam", "layercam"))
 # these images show a difference.
 
 # %% slideshow={"slide_type": "fragment"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    for a, b in ((("layer4", "gradcam"), ("conv1", "gradcam")),
+                 (("layer4", "gradcam"), ("layer4.1.conv2", "gradcam"))):
+        for metric in ("energy", "target_share"):
+            r = board.compare(a, b, metric=metric)
+            print(f"{a[0]} - {b[0]:<15} Grad-CAM {metric:<13} {r['difference']:+.3f} "
+                  f"[{r['low']:+.3f}, {r['high']:+.3f}]")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-for a, b in ((("layer4", "gradcam"), ("conv1", "gradcam")),
-             (("layer4", "gradcam"), ("layer4.1.conv2", "gradcam"))):
-    for metric in ("energy", "target_share"):
-        r = board.compare(a, b, metric=metric)
-        print(f"{a[0]} - {b[0]:<15} Grad-CAM {metric:<13} {r['difference']:+.3f} "
-              f"[{r['low']:+.3f}, {r['high']:+.3f}]")
+recorded.check("02 layer differences", table.text, tol=0.01)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # Both intervals printed for `layer4 - conv1` exclude 0 (energy +0.106 [+0.087, +0.123]).

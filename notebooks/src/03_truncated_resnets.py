@@ -34,7 +34,7 @@
 import matplotlib.pyplot as plt
 import torch
 
-from gradcam_edu import cams, viz, weights
+from gradcam_edu import cams, recorded, viz, weights
 from gradcam_edu.capture import capture
 from gradcam_edu.scoreboard import scoreboard
 from gradcam_edu.probes import STANDARD_CUTS, load_truncated, probe_name, variant_accuracy
@@ -139,13 +139,17 @@ print("module names kept:", [n for n, _ in cut.named_children()])
 # on the same held-out images (one shared feature pass).
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    probes = {c: load_truncated(probe_name(c)) for c in STANDARD_CUTS}
+    N_ACC = 300
+    acc_rows = variant_accuracy(model, first_images("test", N_ACC), STANDARD_CUTS, probes)
+    print(f"exact match and mAP on the first {N_ACC} test images")
+    print(format_rows(acc_rows, ["variant", "cut", "head", "exact_match", "mAP"]))
+    accuracy = {r["variant"]: r for r in acc_rows}
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-probes = {c: load_truncated(probe_name(c)) for c in STANDARD_CUTS}
-N_ACC = 300
-acc_rows = variant_accuracy(model, first_images("test", N_ACC), STANDARD_CUTS, probes)
-print(f"exact match and mAP on the first {N_ACC} test images")
-print(format_rows(acc_rows, ["variant", "cut", "head", "exact_match", "mAP"]))
-accuracy = {r["variant"]: r for r in acc_rows}
+recorded.check("03 variant accuracy", table.text, tol=0.005)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **Key sentence.** Removing a block without retraining changes what the head reads: the
@@ -192,25 +196,29 @@ def scores_of(step, metric="energy"):
     return boards[model_key].scores[(layer, "gradcam")][metric]
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    lines = [f"{'step':<5}{'model':<23}{'layer':<16}{'energy':>7}{'@15px':>7}   "
+             f"{'change':<7}{'energy difference to the step before [95% CI]'}"]
+    ladder = {}
+    for i, step in enumerate(steps):
+        e, p = scores_of(step), scores_of(step, "pointing_tol")
+        line = f"{step[0]:<5}{step[1]:<23}{step[2]:<16}{e.mean():>7.3f}{p.mean():>7.3f}   "
+        if i:
+            c = compare(e, scores_of(steps[i - 1]), {"s": step[0]}, {"s": steps[i - 1][0]},
+                        groups=groups, n_boot=1000)
+            ladder[step[0]] = c
+            line += f"{changed[step[0]]:<7}{c.text()}"
+        lines.append(line)
+    post = compare(scores_of(steps[3]), scores_of(steps[0]), {"s": "D"}, {"s": "A"},
+                   groups=groups, n_boot=1000)
+    lines.append(f"the post's comparison, D - A (three changes at once): {post.text()}")
+    lines.append(f"uniform-map baseline energy (object area): "
+                 f"{boards['full'].baselines['uniform_energy'].mean():.3f}")
+    print("\n".join(lines))
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-lines = [f"{'step':<5}{'model':<23}{'layer':<16}{'energy':>7}{'@15px':>7}   "
-         f"{'change':<7}{'energy difference to the step before [95% CI]'}"]
-ladder = {}
-for i, step in enumerate(steps):
-    e, p = scores_of(step), scores_of(step, "pointing_tol")
-    line = f"{step[0]:<5}{step[1]:<23}{step[2]:<16}{e.mean():>7.3f}{p.mean():>7.3f}   "
-    if i:
-        c = compare(e, scores_of(steps[i - 1]), {"s": step[0]}, {"s": steps[i - 1][0]},
-                    groups=groups, n_boot=1000)
-        ladder[step[0]] = c
-        line += f"{changed[step[0]]:<7}{c.text()}"
-    lines.append(line)
-post = compare(scores_of(steps[3]), scores_of(steps[0]), {"s": "D"}, {"s": "A"},
-               groups=groups, n_boot=1000)
-lines.append(f"the post's comparison, D - A (three changes at once): {post.text()}")
-lines.append(f"uniform-map baseline energy (object area): "
-             f"{boards['full'].baselines['uniform_energy'].mean():.3f}")
-print("\n".join(lines))
+recorded.check("03 ladder", table.text, tol=0.02)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Read the last column step by step: each line is the effect of **one** change, with its
@@ -267,22 +275,26 @@ for name, m, layer in variants[2:]:
     boards[name] = board(m, [layer])
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    lines = [f"{'variant':<23}{'layer':<10}{'grid':>6}{'exact':>7}{'energy [95% CI]':>22}"
+             f"{'@15px':>7}{'ceiling':>8}   {'cut - full model at the same layer (energy)'}"]
+    for name, m, layer in variants:
+        b = boards[name]
+        r = next(r for r in b.rows if r["layer"] == layer)
+        line = (f"{name:<23}{layer:<10}{r['grid']:>6}{accuracy[name]['exact_match']:>7.3f}"
+                f"{r['energy']:>8.3f} [{r['energy_lo']:.3f}, {r['energy_hi']:.3f}]"
+                f"{r['pointing_tol']:>7.3f}{r['ceiling_energy']:>8.3f}   ")
+        if name != "full":
+            c = compare(b.scores[(layer, "gradcam")]["energy"],
+                        boards["full"].scores[(layer, "gradcam")]["energy"], {"m": name},
+                        {"m": "full"}, groups=groups, n_boot=1000)
+            line += c.text()
+        lines.append(line)
+    print("\n".join(lines))
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-lines = [f"{'variant':<23}{'layer':<10}{'grid':>6}{'exact':>7}{'energy [95% CI]':>22}"
-         f"{'@15px':>7}{'ceiling':>8}   {'cut - full model at the same layer (energy)'}"]
-for name, m, layer in variants:
-    b = boards[name]
-    r = next(r for r in b.rows if r["layer"] == layer)
-    line = (f"{name:<23}{layer:<10}{r['grid']:>6}{accuracy[name]['exact_match']:>7.3f}"
-            f"{r['energy']:>8.3f} [{r['energy_lo']:.3f}, {r['energy_hi']:.3f}]"
-            f"{r['pointing_tol']:>7.3f}{r['ceiling_energy']:>8.3f}   ")
-    if name != "full":
-        c = compare(b.scores[(layer, "gradcam")]["energy"],
-                    boards["full"].scores[(layer, "gradcam")]["energy"], {"m": name},
-                    {"m": "full"}, groups=groups, n_boot=1000)
-        line += c.text()
-    lines.append(line)
-print("\n".join(lines))
+recorded.check("03 cut vs full", table.text, tol=0.02)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # How to read it. **exact** is the variant's accuracy (section 3): the map of a variant that

@@ -33,7 +33,7 @@
 import matplotlib.pyplot as plt
 import torch
 
-from gradcam_edu import attributions, cams, faithfulness, metrics, viz, weights
+from gradcam_edu import attributions, cams, faithfulness, metrics, recorded, viz, weights
 from gradcam_edu.capture import capture
 from gradcam_edu.scoreboard import scoreboard
 from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
@@ -156,21 +156,25 @@ board = scoreboard(model, images, masks, classes, LAYERS, methods=METHODS, n_boo
 rows = {(r["layer"], r["method"]): r for r in board.rows}
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    for metric, label in (("energy", "energy"), ("pointing_tol", "pointing within 15 px")):
+        print(f"{label}: mean over {len(board.image_index)} pairs from {N_IMAGES} images")
+        print(f"{'layer':<16}{'grid':>7}" + "".join(f"{cams.METHOD_TITLES[m]:>11}" for m in METHODS)
+              + f"{'ceiling':>9}")
+        for layer in LAYERS:
+            r0 = rows[(layer, METHODS[0])]
+            key = "ceiling_energy" if metric == "energy" else "ceiling_pointing_tol"
+            print(f"{layer:<16}{r0['grid']:>7}"
+                  + "".join(f"{rows[(layer, m)][metric]:>11.2f}" for m in METHODS)
+                  + f"{r0[key]:>9.2f}")
+    base = {r["method"]: r for r in board.rows if r["layer"] == "(baseline)"}
+    print(f"baselines: uniform map energy {base['uniform']['energy']:.2f}, centre map energy "
+          f"{base['centre']['energy']:.2f}, centre pointing within 15 px "
+          f"{base['centre']['pointing_tol']:.2f}")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-for metric, label in (("energy", "energy"), ("pointing_tol", "pointing within 15 px")):
-    print(f"{label}: mean over {len(board.image_index)} pairs from {N_IMAGES} images")
-    print(f"{'layer':<16}{'grid':>7}" + "".join(f"{cams.METHOD_TITLES[m]:>11}" for m in METHODS)
-          + f"{'ceiling':>9}")
-    for layer in LAYERS:
-        r0 = rows[(layer, METHODS[0])]
-        key = "ceiling_energy" if metric == "energy" else "ceiling_pointing_tol"
-        print(f"{layer:<16}{r0['grid']:>7}"
-              + "".join(f"{rows[(layer, m)][metric]:>11.2f}" for m in METHODS)
-              + f"{r0[key]:>9.2f}")
-base = {r["method"]: r for r in board.rows if r["layer"] == "(baseline)"}
-print(f"baselines: uniform map energy {base['uniform']['energy']:.2f}, centre map energy "
-      f"{base['centre']['energy']:.2f}, centre pointing within 15 px "
-      f"{base['centre']['pointing_tol']:.2f}")
+recorded.check("04 methods x layers", table.text, tol=0.02)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### LayerCAM's claim: meaningful maps in shallow layers
@@ -179,13 +183,17 @@ print(f"baselines: uniform map energy {base['uniform']['energy']:.2f}, centre ma
 # weights fail. We test it as a paired difference, LayerCAM minus Grad-CAM, per layer.
 
 # %% slideshow={"slide_type": "fragment"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    print(f"{'layer':<16}{'LayerCAM':>9}{'Grad-CAM':>9}   LayerCAM - Grad-CAM, energy [95% CI]")
+    for layer in LAYERS:
+        d = board.compare((layer, "layercam"), (layer, "gradcam"), "energy")
+        print(f"{layer:<16}{rows[(layer, 'layercam')]['energy']:>9.2f}"
+              f"{rows[(layer, 'gradcam')]['energy']:>9.2f}   "
+              f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-print(f"{'layer':<16}{'LayerCAM':>9}{'Grad-CAM':>9}   LayerCAM - Grad-CAM, energy [95% CI]")
-for layer in LAYERS:
-    d = board.compare((layer, "layercam"), (layer, "gradcam"), "energy")
-    print(f"{layer:<16}{rows[(layer, 'layercam')]['energy']:>9.2f}"
-          f"{rows[(layer, 'gradcam')]['energy']:>9.2f}   "
-          f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+recorded.check("04 layercam - gradcam", table.text, tol=0.01)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # Read each row twice: against Grad-CAM (the last column) and against the baselines and the
@@ -202,25 +210,29 @@ for layer in LAYERS:
 # only the channels with the largest mean activation (`max_channels`) and a few images.
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    few = list(range(4))
+    x_few, t_few = images[few], [first[i] for i in few]
+    m_few = torch.stack([masks[i][0] for i in few])
+    lines = [f"{'layer':<10}{'Score-CAM':>10}{'Grad-CAM':>10}{'LayerCAM':>10}   energy on "
+             f"{len(few)} images (first object each); Score-CAM with max_channels=24"]
+    score_maps = {}
+    for layer in ("layer3.1", "layer4.1"):
+        with capture(model, [layer]) as cap:
+            cap.forward(x_few)
+            cap.backward(t_few)
+            A_l, G_l = cap.activations[layer].detach(), cap.gradients[layer]
+        score_maps[layer] = cams.finalize(cams.score_cam(model, x_few, A_l, t_few, max_channels=24),
+                                          (224, 224))
+        e = {m: metrics.energy_pointing_game(cams.finalize(cams.raw_map(m, A_l, G_l), (224, 224)),
+                                             m_few).mean().item() for m in ("gradcam", "layercam")}
+        e_score = metrics.energy_pointing_game(score_maps[layer], m_few).mean().item()
+        lines.append(f"{layer:<10}{e_score:>10.2f}{e['gradcam']:>10.2f}{e['layercam']:>10.2f}")
+    print("\n".join(lines))
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-few = list(range(4))
-x_few, t_few = images[few], [first[i] for i in few]
-m_few = torch.stack([masks[i][0] for i in few])
-lines = [f"{'layer':<10}{'Score-CAM':>10}{'Grad-CAM':>10}{'LayerCAM':>10}   energy on "
-         f"{len(few)} images (first object each); Score-CAM with max_channels=24"]
-score_maps = {}
-for layer in ("layer3.1", "layer4.1"):
-    with capture(model, [layer]) as cap:
-        cap.forward(x_few)
-        cap.backward(t_few)
-        A_l, G_l = cap.activations[layer].detach(), cap.gradients[layer]
-    score_maps[layer] = cams.finalize(cams.score_cam(model, x_few, A_l, t_few, max_channels=24),
-                                      (224, 224))
-    e = {m: metrics.energy_pointing_game(cams.finalize(cams.raw_map(m, A_l, G_l), (224, 224)),
-                                         m_few).mean().item() for m in ("gradcam", "layercam")}
-    e_score = metrics.energy_pointing_game(score_maps[layer], m_few).mean().item()
-    lines.append(f"{layer:<10}{e_score:>10.2f}{e['gradcam']:>10.2f}{e['layercam']:>10.2f}")
-print("\n".join(lines))
+recorded.check("04 score-cam", table.text, tol=0.02)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # Four images make a demonstration, not a measurement: Score-CAM costs one forward per
@@ -255,33 +267,41 @@ def trapezoid_weight(k, steps):
     return (0.5 if k in (0, K) else 1.0) / steps
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    sums = {s_: torch.zeros_like(x2) for s_ in STEPS}           # sum_k w_k dF/dx(point k)
+    for ks in torch.arange(K + 1).split(43):
+        path = baseline[:, None] + alphas[ks][None, :, None, None, None] * (x2 - baseline)[:, None]
+        g = attributions.vanilla_gradient(model, path.flatten(0, 1), [t for t in t2 for _ in ks])
+        g = g.unflatten(0, (len(t2), len(ks)))
+        for j, k in enumerate(ks.tolist()):
+            for s_ in STEPS:
+                sums[s_] += trapezoid_weight(k, s_) * g[:, j]
+    grad_at_x = g[:, -1]                                         # the last point is x itself
+    ig = {s_: (x2 - baseline) * sums[s_] for s_ in STEPS}       # IG for every grid
+    with torch.no_grad():
+        delta = (model(x2) - model(baseline)).gather(1, torch.tensor(t2)[:, None])[:, 0]
+    print("F(x) - F(black):", "  ".join(f"{v:.3f}" for v in delta.tolist()))
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-sums = {s_: torch.zeros_like(x2) for s_ in STEPS}           # sum_k w_k dF/dx(point k)
-for ks in torch.arange(K + 1).split(43):
-    path = baseline[:, None] + alphas[ks][None, :, None, None, None] * (x2 - baseline)[:, None]
-    g = attributions.vanilla_gradient(model, path.flatten(0, 1), [t for t in t2 for _ in ks])
-    g = g.unflatten(0, (len(t2), len(ks)))
-    for j, k in enumerate(ks.tolist()):
-        for s_ in STEPS:
-            sums[s_] += trapezoid_weight(k, s_) * g[:, j]
-grad_at_x = g[:, -1]                                         # the last point is x itself
-ig = {s_: (x2 - baseline) * sums[s_] for s_ in STEPS}       # IG for every grid
-with torch.no_grad():
-    delta = (model(x2) - model(baseline)).gather(1, torch.tensor(t2)[:, None])[:, 0]
-print("F(x) - F(black):", "  ".join(f"{v:.3f}" for v in delta.tolist()))
+recorded.check("04 IG delta", table.text, tol=0.01)   # the same on every CPU
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    packaged = attributions.integrated_gradients(model, x2, t2, baseline=0.0, steps=16)
+    print("by hand == attributions.integrated_gradients (16 steps):",
+          torch.allclose(ig[16], packaged.attributions, atol=1e-5))
+    errors = {s_: (ig[s_].sum(dim=(1, 2, 3)) - delta).abs() / delta.abs() for s_ in STEPS}
+    print(f"{'steps':>6}  relative completeness error |sum(IG) - ΔF| / |ΔF|, per image")
+    for s_ in STEPS:
+        print(f"{s_:>6}  " + "  ".join(f"{v:.3f}" for v in errors[s_].tolist()))
+    settled = [s_ for s_ in STEPS if all(errors[f].max() < 0.01 for f in STEPS if f >= s_)]
+    print("fewest steps from which every finer grid keeps every error below 1%:",
+          settled[0] if settled else f"none up to {K}")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-packaged = attributions.integrated_gradients(model, x2, t2, baseline=0.0, steps=16)
-print("by hand == attributions.integrated_gradients (16 steps):",
-      torch.allclose(ig[16], packaged.attributions, atol=1e-5))
-errors = {s_: (ig[s_].sum(dim=(1, 2, 3)) - delta).abs() / delta.abs() for s_ in STEPS}
-print(f"{'steps':>6}  relative completeness error |sum(IG) - ΔF| / |ΔF|, per image")
-for s_ in STEPS:
-    print(f"{s_:>6}  " + "  ".join(f"{v:.3f}" for v in errors[s_].tolist()))
-settled = [s_ for s_ in STEPS if all(errors[f].max() < 0.01 for f in STEPS if f >= s_)]
-print("fewest steps from which every finer grid keeps every error below 1%:",
-      settled[0] if settled else f"none up to {K}")
+recorded.check("04 IG completeness", table.text, tol=0.01)   # the same on every CPU
 
 # %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -341,14 +361,18 @@ sanity = {(m, layer): faithfulness.cascading_randomization(model, x8, layer, t8,
                            ("eigencam", "layer4.1"))}
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    stages = [r["stage"] for r in next(iter(sanity.values()))]
+    print("mean Spearman correlation with the trained model's map (8 images), after "
+          "re-initialising every stage down to:")
+    print(f"{'stage':<10}" + "".join(f"{cams.METHOD_TITLES[m] + ' ' + la:>22}" for m, la in sanity))
+    for k, stage in enumerate(stages):
+        print(f"{stage:<10}" + "".join(f"{round(rows_[k]['mean'], 2) + 0.0:>22.2f}"   # no -0.00
+                                       for rows_ in sanity.values()))
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-stages = [r["stage"] for r in next(iter(sanity.values()))]
-print("mean Spearman correlation with the trained model's map (8 images), after "
-      "re-initialising every stage down to:")
-print(f"{'stage':<10}" + "".join(f"{cams.METHOD_TITLES[m] + ' ' + la:>22}" for m, la in sanity))
-for k, stage in enumerate(stages):
-    print(f"{stage:<10}" + "".join(f"{round(rows_[k]['mean'], 2) + 0.0:>22.2f}"   # no -0.00
-                                   for rows_ in sanity.values()))
+recorded.check("04 sanity check", table.text, tol=0.03)   # the same on every CPU
 
 # %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(8, 3.6))

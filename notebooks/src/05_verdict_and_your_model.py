@@ -40,7 +40,7 @@ import torch
 import torchvision
 from PIL import Image, ImageDraw
 
-from gradcam_edu import cams, metrics, models, viz, weights
+from gradcam_edu import cams, metrics, models, recorded, viz, weights
 from gradcam_edu.capture import capturable_layers
 from gradcam_edu.explorer import Explorer
 from gradcam_edu.images import imagenet_normalize, load_image_file
@@ -123,26 +123,30 @@ boards = claim_boards(model, images, masks, classes)    # Grad-CAM scores of eve
 full = boards["full"]
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    x_scores = full.scores[("layer4.1", "gradcam")]["energy"]         # (pairs,)
+    y_scores = full.scores[("layer4.1.conv2", "gradcam")]["energy"]
+    diff = (x_scores - y_scores).double()                              # 1. per pair
+    _, image_id = torch.unique(full.image_index, return_inverse=True)
+    n_img = int(image_id.max()) + 1
+    sums = torch.zeros(n_img, dtype=torch.float64).index_add_(0, image_id, diff)   # per image
+    counts = torch.zeros(n_img, dtype=torch.float64).index_add_(0, image_id, torch.ones_like(diff))
+    gen = torch.Generator().manual_seed(0)
+    pick = torch.randint(0, n_img, (2000, n_img), generator=gen)       # 2. resample images
+    boot = sums[pick].sum(1) / counts[pick].sum(1)                      # 3. mean difference
+    low, high = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64))  # 4.
+    print(f"energy, layer4.1 - layer4.1.conv2: {diff.mean():+.3f} [{low:+.3f}, {high:+.3f}] "
+          f"({len(diff)} pairs, {n_img} images)")
+    packaged = metrics.paired_bootstrap(x_scores, y_scores, 2000, 0, groups=full.image_index)
+    print("same as metrics.paired_bootstrap:",
+          all(abs(a - b) < 1e-9 for a, b in zip(packaged, (diff.mean(), low, high), strict=True)))
+    unpaired = (x_scores.std() ** 2 / len(x_scores) + y_scores.std() ** 2 / len(y_scores)) ** 0.5
+    print(f"interval half-width, paired: {(high - low) / 2:.3f}; unpaired (normal approx.): "
+          f"{1.96 * unpaired:.3f}")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-x_scores = full.scores[("layer4.1", "gradcam")]["energy"]         # (pairs,)
-y_scores = full.scores[("layer4.1.conv2", "gradcam")]["energy"]
-diff = (x_scores - y_scores).double()                              # 1. per pair
-_, image_id = torch.unique(full.image_index, return_inverse=True)
-n_img = int(image_id.max()) + 1
-sums = torch.zeros(n_img, dtype=torch.float64).index_add_(0, image_id, diff)   # per image
-counts = torch.zeros(n_img, dtype=torch.float64).index_add_(0, image_id, torch.ones_like(diff))
-gen = torch.Generator().manual_seed(0)
-pick = torch.randint(0, n_img, (2000, n_img), generator=gen)       # 2. resample images
-boot = sums[pick].sum(1) / counts[pick].sum(1)                      # 3. mean difference
-low, high = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64))  # 4.
-print(f"energy, layer4.1 - layer4.1.conv2: {diff.mean():+.3f} [{low:+.3f}, {high:+.3f}] "
-      f"({len(diff)} pairs, {n_img} images)")
-packaged = metrics.paired_bootstrap(x_scores, y_scores, 2000, 0, groups=full.image_index)
-print("same as metrics.paired_bootstrap:",
-      all(abs(a - b) < 1e-9 for a, b in zip(packaged, (diff.mean(), low, high), strict=True)))
-unpaired = (x_scores.std() ** 2 / len(x_scores) + y_scores.std() ** 2 / len(y_scores)) ** 0.5
-print(f"interval half-width, paired: {(high - low) / 2:.3f}; unpaired (normal approx.): "
-      f"{1.96 * unpaired:.3f}")
+recorded.check("05 paired bootstrap by hand", table.text, tol=0.005)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **Key sentence.** Pairing removes the image-to-image variation that both settings share;
@@ -155,9 +159,13 @@ print(f"interval half-width, paired: {(high - low) / 2:.3f}; unpaired (normal ap
 # (energy share on the object, Grad-CAM, 2000 bootstrap resamples) and applies the rule.
 
 # %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    claims = judge_claims(boards, metric="energy", n_boot=2000, seed=0)
+    print(format_claims(claims))
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-claims = judge_claims(boards, metric="energy", n_boot=2000, seed=0)
-print(format_claims(claims))
+recorded.check("05 claims", table.text, tol=0.01)   # the same on every CPU
 
 # %% slideshow={"slide_type": "subslide"}
 forest_plot(claims, "energy difference X - Y (positive: as the claim says), 95% CI")

@@ -15,7 +15,7 @@ per class, a class is "present" above 0.5. Two scores, both in [0, 1]:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -127,22 +127,29 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, data, batch_size: int = 64,
+            forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``(N, K)`` and labels ``(N, K)`` (float32, on the CPU) of a whole data set
-    (:func:`iter_batches`), in eval mode; the model's train/eval mode is restored."""
+    (:func:`iter_batches`), in eval mode; the model's train/eval mode is restored.
+
+    ``forward``: what to compute per batch instead of ``model(x)`` (e.g. a truncated
+    model's ``features``), still in the model's eval mode.
+    """
+    forward = forward or model
     was_training = model.training
     model.eval()
-    logits, labels = [], []
+    outputs, labels = [], []
     try:
         device = model_device(model)
         for x, y in iter_batches(data, batch_size):
-            logits.append(model(x.to(device)).float().cpu())
+            outputs.append(forward(x.to(device)).float().cpu())
             labels.append(torch.as_tensor(y).float().cpu())
     finally:
         model.train(was_training)
-    if not logits:
+    if not outputs:
         raise ValueError("data: the data set is empty")
-    return torch.cat(logits), torch.cat(labels)
+    return torch.cat(outputs), torch.cat(labels)
 
 
 def evaluate(model: nn.Module, data, batch_size: int = 64) -> dict:

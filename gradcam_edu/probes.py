@@ -59,25 +59,12 @@ class ProbeFit:
     fit_seconds: float = 0.0
 
 
-@torch.no_grad()
 def extract_features(model: TruncatedResNet, data, batch_size: int = 64,
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features ``(N, C)`` float32 and labels ``(N, num_classes)`` of a whole data set
     (:func:`gradcam_edu.classification.iter_batches`), computed in eval mode (batch-norm
     running statistics, no dropout); the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    feats, labels = [], []
-    try:
-        device = model_device(model)
-        for x, y in iter_batches(data, batch_size):
-            feats.append(model.features(x.to(device)).float().cpu())
-            labels.append(torch.as_tensor(y).float().cpu())
-    finally:
-        model.train(was_training)
-    if not feats:
-        raise ValueError("data: the data set is empty")
-    return torch.cat(feats), torch.cat(labels)
+    return predict(model, data, batch_size, forward=model.features)
 
 
 @torch.no_grad()

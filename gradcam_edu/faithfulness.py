@@ -20,6 +20,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from .cams import GRADIENT_METHODS, check_method, finalize, raw_map
 from .capture import capture, check_images, model_mode
+from .models import probabilities, probability_kind
 from .targets import Target, select_target, target_scores
 
 # ----------------------------------------------------------------------------- deletion / insertion
@@ -52,9 +53,11 @@ def perturbation_curve(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, ta
     ``steps`` the first ``round(k * H * W / steps)`` pixels (all channels) are
     ``deletion``: replaced by the baseline image (default ``"zeros"``, black, as in RISE);
     ``insertion``: copied from ``x`` into the baseline image (default ``"blur"``, a Gaussian
-    blur with sigma 5 px). The score is the sigmoid probability of the target class: these
-    models are multi-label (one sigmoid per class), so that is the probability they output.
-    All ``N * (steps + 1)`` images are scored in batches of ``batch_size``.
+    blur with sigma 5 px). The score is the probability of the target class as the model
+    gives it (:func:`gradcam_edu.models.probability_kind`): the sigmoid of its logit for the
+    course's multi-label models, the softmax over classes for single-label ones (a callable
+    target then receives the probabilities). All ``N * (steps + 1)`` images are scored in
+    batches of ``batch_size``.
     """
     check_images(model, x)
     if mode not in ("deletion", "insertion"):
@@ -75,6 +78,7 @@ def perturbation_curve(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, ta
     counts = [round(k * h * w / steps) for k in range(steps + 1)]
     jobs = [(i, k) for i in range(n) for k in range(steps + 1)]
     probs = torch.empty(n, steps + 1)
+    sigmoid = probability_kind(model) == "sigmoid"
     with model_mode(model):
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start:start + batch_size]
@@ -85,9 +89,14 @@ def perturbation_curve(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, ta
                 batch = torch.where(chosen, base[idx], x[idx])
             else:
                 batch = torch.where(chosen, x[idx], base[idx])
-            scores = target_scores(model(batch), select_target(target, n, index=idx.cpu()))
-            for (i, k), p in zip(chunk, torch.sigmoid(scores).float().cpu(), strict=True):
-                probs[i, k] = p
+            t = select_target(target, n, index=idx.cpu())
+            logits = model(batch)
+            if sigmoid:
+                p = torch.sigmoid(target_scores(logits, t))
+            else:
+                p = target_scores(probabilities(model, logits), t)
+            for (i, k), p_ik in zip(chunk, p.float().cpu(), strict=True):
+                probs[i, k] = p_ik
     return probs
 
 

@@ -194,6 +194,8 @@ def _rebuild_command(card: dict, name: str) -> str:
 def load_model(name: str, data: str | os.PathLike | None = None) -> nn.Module:
     """The shipped model ``name`` (e.g. "resnet18-shapes", "plaincnn-shapes") in eval mode.
 
+    The card's ``probabilities`` ("sigmoid" for the multi-label shapes models) becomes the
+    model's ``probabilities`` attribute, read by :func:`gradcam_edu.models.probability_kind`.
     The weight file's sha256 is checked against the card before it is deserialised:
     ``ChecksumMismatchError`` if it differs, ``FileNotFoundError`` (naming the file) if the
     weights or the card are missing, ``ValueError`` listing available names if unknown.
@@ -213,9 +215,15 @@ def load_model(name: str, data: str | os.PathLike | None = None) -> nn.Module:
             f"weight file {weights_path} was altered or corrupted: expected sha256 "
             f"{card['sha256']}, got {got}"
         )
+    kind = card.get("probabilities")
+    if kind is not None and kind not in models.PROBABILITY_KINDS:
+        raise ValueError(f"model card {card_path}: probabilities must be one of "
+                         f"{models.PROBABILITY_KINDS}, got {kind!r}")
     state = _st_load(blob)  # deserialise the very bytes that were verified
     model = build()
     model.load_state_dict(state, strict=True)
+    if kind is not None:
+        model.probabilities = kind          # the card says how logits become probabilities
     return model.eval()
 
 
@@ -226,8 +234,9 @@ def save_model(
 
     ``card_extra`` must hold ``architecture`` (a name of :data:`ARCHITECTURES`) and ``kwargs``
     (the builder's keyword arguments, a JSON object); anything else in it (seeds, epochs,
-    scores...) is copied into the card. The card gets ``name``, ``torch_version``, ``format``
-    and the file's ``sha256``. The builder is checked to rebuild a model with exactly these
+    scores...) is copied into the card. The card gets ``name``, ``probabilities`` (the model's
+    :func:`gradcam_edu.models.probability_kind`: "sigmoid" or "softmax"), ``torch_version``,
+    ``format`` and the file's ``sha256``. The builder is checked to rebuild a model with exactly these
     state_dict keys and shapes.
     """
     for key in ("architecture", "kwargs"):
@@ -245,7 +254,7 @@ def save_model(
     folder.mkdir(parents=True, exist_ok=True)
     weights_path, card_path = _paths(name, folder)
     weights_path.write_bytes(blob)
-    card = {"name": name, **card_extra}
+    card = {"name": name, "probabilities": models.probability_kind(model), **card_extra}
     card.update(
         format="safetensors",
         weights_file=weights_path.name,

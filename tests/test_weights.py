@@ -245,3 +245,17 @@ def test_shipped_models_reach_their_card_on_fresh_images(name, fresh_images):
     p, n = card["held_out"]["exact_match"], len(labels)
     margin = max(0.03, 3 * (p * (1 - p) / n) ** 0.5)  # 3 binomial standard errors at n = 300
     assert em >= p - margin, (em, card["held_out"])
+
+
+def test_the_card_says_how_logits_become_probabilities(copy_of):
+    """Shipped cards say sigmoid (multi-label shapes); a card saying softmax is obeyed; a
+    card saying anything else is refused, naming the card."""
+    assert models.probability_kind(weights.load_model("resnet18-shapes")) == "sigmoid"
+    folder, _ = _edited_card(copy_of, "plaincnn-shapes", probabilities="softmax")
+    model = weights.load_model("plaincnn-shapes", data=folder)
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    torch.testing.assert_close(models.probabilities(model, logits), torch.full((1, 6), 1 / 6))
+    folder, card_path = _edited_card(copy_of, "plaincnn-shapes", probabilities="tanh")
+    with pytest.raises(ValueError, match="probabilities must be one of") as err:
+        weights.load_model("plaincnn-shapes", data=folder)
+    assert str(card_path) in str(err.value)

@@ -1,4 +1,4 @@
-"""Which layers to explain by default, in one place (the explorer, ``explain`` and the CLI).
+"""Which layers to explain by default, in one place (the explorer and the CLI).
 
     default_layers(model, x)   every conv and every block / stage output (the explorer's list)
     default_layer(model, x)    the one layer of a single explanation: the last of those
@@ -6,7 +6,7 @@
                                plain CNN's conv blocks, else the convs
     same_output_as(model, ls)  {"layer4": "layer4.1"}: a stage's output IS its last block's
 
-``x``: one input batch as the model takes it (only its first image runs, without a graph).
+``x``: one input batch as the model takes it (only its first image runs, once).
 Names are capture names (:func:`gradcam_edu.capture.capturable_layers`): ``"name#k"`` for
 the k-th call of a module that runs several times in one forward.
 """

@@ -30,17 +30,13 @@ def is_block(module: nn.Module) -> bool:
     return isinstance(module, BasicBlock | Bottleneck)
 
 
-def is_resnet(model: nn.Module) -> bool:
-    """True when ``model`` has a ResNet's stem, at least ``layer1`` and a ``fc`` head."""
-    return all(hasattr(model, n) for n in (*STEM, "layer1", "avgpool", "fc"))
-
-
 def check_resnet(model: nn.Module, name: str = "model") -> None:
     """``TypeError`` naming what is missing unless ``model`` is a torchvision-style ResNet."""
     missing = [n for n in (*STEM, "layer1", "avgpool", "fc") if not hasattr(model, n)]
     if missing:
         raise TypeError(f"{name}: expected a torchvision-style ResNet (conv1, bn1, relu, "
-                        f"maxpool, layer1-4, avgpool, fc); {type(model).__name__} has no "
+                        f"maxpool, layer1 and the stages after it, avgpool, fc); "
+                        f"{type(model).__name__} has no "
                         f"{', '.join(missing)}")
 
 

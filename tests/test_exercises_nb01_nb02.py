@@ -12,12 +12,7 @@ from gradcam_edu.exercises import nb01, nb02
 from gradcam_edu.scoreboard import scoreboard
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- nb01

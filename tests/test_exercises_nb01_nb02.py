@@ -11,7 +11,6 @@ from gradcam_edu import cams, models
 from gradcam_edu.exercises import nb01, nb02
 from gradcam_edu.scoreboard import scoreboard
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

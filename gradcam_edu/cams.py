@@ -22,6 +22,7 @@ Score-CAM      w_k = softmax_k of the score when the input is masked by A_k (Wan
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import capture, check_images, model_mode
+from .capture import capture, check_images, model_mode, run_model
 from .targets import Target, class_indices, select_target, target_scores
 
 EPS = 1e-7
@@ -40,16 +41,46 @@ def _weighted_sum(weights: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nc,nchw->nhw", weights, A)
 
 
+def _check_A(A: torch.Tensor, name: str = "A") -> None:
+    if not isinstance(A, torch.Tensor) or A.ndim != 4:
+        what = "gradients" if name == "G" else "activations"
+        shape = tuple(A.shape) if isinstance(A, torch.Tensor) else type(A).__name__
+        raise ValueError(f"{name}: expected a layer's {what} of shape (N, C, h, w), got "
+                         f"{shape} (a 4-D layer output: a conv or a block, not the head)")
+
+
+def _check_AG(A: torch.Tensor, G: torch.Tensor | None) -> None:
+    """``A`` (N, C, h, w) and, when given, ``G = d score / d A`` of exactly its shape."""
+    _check_A(A)
+    if G is not None:
+        _check_A(G, "G")
+        if G.shape != A.shape:
+            raise ValueError(f"G: shape {tuple(G.shape)} differs from A's {tuple(A.shape)}; "
+                             "G is d score / d A (batch, channels and grid must match)")
+
+
+def _ag_method(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Every (A, G) method checks its arguments in this one place (:func:`_check_AG`)."""
+    @functools.wraps(fn)
+    def checked(A: torch.Tensor, G: torch.Tensor | None = None) -> torch.Tensor:
+        _check_AG(A, G)
+        return fn(A, G)
+    return checked
+
+
+@_ag_method
 def grad_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """Grad-CAM: channel weights are the spatially averaged gradients."""
     return _weighted_sum(G.mean(dim=(2, 3)), A)
 
 
+@_ag_method
 def hires_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """HiResCAM: gradient times activation at every position, summed over channels."""
     return (G * A).sum(dim=1)
 
 
+@_ag_method
 def grad_cam_pp(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """Grad-CAM++ (closed form for an exponential score, as in the paper and grad-cam).
 
@@ -66,6 +97,7 @@ def grad_cam_pp(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     return _weighted_sum(weights, A64).to(A.dtype)
 
 
+@_ag_method
 def xgrad_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """XGrad-CAM: gradients weighted by each position's share of the channel's activation."""
     sum_A = A.sum(dim=(2, 3), keepdim=True)
@@ -73,11 +105,13 @@ def xgrad_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     return _weighted_sum(weights, A)
 
 
+@_ag_method
 def layer_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """LayerCAM: positive gradients times activations, elementwise."""
     return (G.clamp(min=0) * A).sum(dim=1)
 
 
+@_ag_method
 def eigen_cam(A: torch.Tensor, G: torch.Tensor | None = None) -> torch.Tensor:
     """Eigen-CAM: projection of each position's activation vector on the first principal
     component (activations centred over positions). Class-agnostic: ``G`` is ignored.
@@ -101,6 +135,7 @@ def class_activation_map(A: torch.Tensor, fc_weight: torch.Tensor,
 
     ``fc_weight``: the head's weight ``(num_classes, C)``; ``classes``: one per image or an int.
     """
+    _check_A(A)
     classes = class_indices(classes, A.shape[0])
     if classes is None:
         raise TypeError("classes: CAM needs class indices, not a callable target")
@@ -147,6 +182,7 @@ class Method:
     def __call__(self, A: torch.Tensor, G: torch.Tensor | None,
                  context: MapContext | None = None) -> torch.Tensor:
         if self.from_capture:
+            _check_AG(A, G)
             return self.fn(A, G)
         if context is None or context.model is None:
             raise ValueError(f"model: {self.title} needs the model ({', '.join(self.needs)}); "
@@ -265,9 +301,31 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                          align_corners=False)[:, 0]
 
 
+def _is_positive_int(v) -> bool:
+    return hasattr(v, "__index__") and not isinstance(v, bool) and v > 0
+
+
+def _check_size(size) -> None:
+    """``size`` of :func:`finalize`: an int or ``(H, W)``, positive."""
+    pair = (hasattr(size, "__len__") and not isinstance(size, str) and len(size) == 2
+            and all(map(_is_positive_int, size)))
+    if not (pair or _is_positive_int(size)):
+        raise ValueError(f"size: expected (H, W), two positive ints, got {size!r}")
+
+
 def finalize(raw: torch.Tensor, size: tuple[int, int] | None = None,
              relu: bool = True) -> torch.Tensor:
-    """Raw signed map -> displayed map: ReLU, per-image min-max, bilinear upsampling."""
+    """Raw signed map -> displayed map: ReLU, per-image min-max, bilinear upsampling.
+
+    ``raw``: ``(N, h, w)`` (one map: ``raw[None]``); ``size``: ``(H, W)`` or None."""
+    if not isinstance(raw, torch.Tensor) or raw.ndim != 3:
+        if not isinstance(raw, torch.Tensor):
+            raise TypeError(f"raw: expected a tensor of maps (N, h, w), got "
+                            f"{type(raw).__name__}")
+        hint = " (one map: add the batch axis, raw[None])" if raw.ndim == 2 else ""
+        raise ValueError(f"raw: expected maps of shape (N, h, w), got {tuple(raw.shape)}{hint}")
+    if size is not None:
+        _check_size(size)
     maps = raw.clamp(min=0) if relu else raw
     maps = normalize(maps)
     return upsample(maps, size) if size is not None else maps
@@ -284,6 +342,7 @@ def score_cam(model: nn.Module, x: torch.Tensor, A: torch.Tensor, target: Target
     with the largest mean activation (None: all of them).
     """
     check_images(model, x)
+    _check_A(A)
     n, c, h, w = A.shape
     if A.shape[0] != x.shape[0]:
         raise ValueError(f"A: activations for {A.shape[0]} images, but x has {x.shape[0]}")
@@ -305,7 +364,7 @@ def score_cam(model: nn.Module, x: torch.Tensor, A: torch.Tensor, target: Target
                 idx = channels[i, start:start + batch_size]
                 batch = x[i:i + 1] * masks[i, idx][:, None]
                 t_b = select_target(target, n, index=[i], repeats=len(idx))
-                weights[i, start:start + len(idx)] = target_scores(model(batch), t_b)
+                weights[i, start:start + len(idx)] = target_scores(run_model(model, batch), t_b)
         weights = weights.softmax(dim=1)
     selected = A.gather(1, channels[..., None, None].expand(n, k, h, w))
     return _weighted_sum(weights, selected)

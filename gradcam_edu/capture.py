@@ -13,9 +13,11 @@ with respect to exactly the recorded tensors (no parameter ``.grad`` is written)
 
 Why the recorded tensor is safe from in-place ops: the hook keeps the module's output and hands
 a *clone* on to the rest of the network. torchvision's ``ReLU(inplace=True)`` and
-``out += identity`` then modify the clone, never the recorded tensor, so the activation holds
-the value the layer produced and the gradient is the gradient of the score with respect to
-that same value.
+``out += identity`` then modify the clone, never the recorded tensor: the activation holds the
+value the layer produced, and the gradient is the score's gradient with respect to it.
+
+Bad input is refused before the forward (:func:`check_images`: shape, dtype, channels, NaN or
+inf); a layer whose gradient is missing (all zero) or not finite is warned about by name.
 
 A module that runs several times in one forward (the shared ``relu`` of a torchvision
 ``BasicBlock`` runs twice) is addressed per call: ``"layer4.1.relu#0"``, ``"layer4.1.relu#1"``.
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
+import warnings
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -34,7 +38,7 @@ from .targets import Target, target_scores
 
 __all__ = ["Capture", "Target", "capturable_layers", "capture", "call_name", "check_images",
            "hook_count", "input_gradient", "model_mode", "record", "resolve_layer",
-           "split_call", "target_scores"]
+           "run_model", "split_call", "target_scores"]
 
 LayerSpec = str | nn.Module
 
@@ -85,8 +89,7 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module, i
     base, call = split_call(layer)
     modules = dict(model.named_modules())
     if base not in modules or base == "":
-        names = [n for n in modules if n]
-        hint = _close_matches(base, names)
+        hint = _close_matches(base, [n for n in modules if n])
         raise ValueError(f"layers: the model has no layer named {base!r}. "
                          f"Closest names: {', '.join(hint) if hint else '(none)'}. "
                          "Valid names are those of model.named_modules().")
@@ -94,7 +97,20 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module, i
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d | None:
+    """The model's first ``Conv2d`` in registration order (not necessarily the first to run)."""
     return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def _check_channels(model: nn.Module, x: torch.Tensor, name: str) -> None:
+    """Refuse a channel count only when no convolution of the model takes it (the stem may be
+    registered after another conv); :func:`run_model` rephrases the model's own error."""
+    conv = first_conv(model)
+    if conv is None or any(isinstance(m, nn.Conv2d) and m.in_channels == x.shape[1]
+                           for m in model.modules()):
+        return
+    raise ValueError(f"{name}: the model's first convolution expects {conv.in_channels} "
+                     f"channels, got {x.shape[1]} (shape {tuple(x.shape)}); no convolution "
+                     f"of the model takes {x.shape[1]} channels")
 
 
 def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
@@ -110,12 +126,36 @@ def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
     if not x.is_floating_point():
         raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype} "
                         "(scale uint8 images to [0, 1] first)")
-    conv = first_conv(model)
-    if conv is not None and x.shape[1] != conv.in_channels:
-        raise ValueError(f"{name}: the model's first convolution expects {conv.in_channels} "
-                         f"channels, got {x.shape[1]} (shape {tuple(x.shape)})")
-    if torch.isnan(x).any():
-        raise ValueError(f"{name}: the input contains NaN values")
+    _check_channels(model, x, name)
+    if not bool(torch.isfinite(x).all()):
+        nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+        kinds = " and ".join(k for k, c in (("NaN", nan), ("infinite", inf)) if c)
+        raise ValueError(f"{name}: the input contains {kinds} values ({nan} NaN, {inf} inf "
+                         f"of {x.numel()}); every pixel must be a finite number")
+
+
+def run_model(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)``; the model's own complaint about a wrong dtype or channel count becomes one
+    clear error naming ``x`` (:func:`check_images` cannot always know them in advance)."""
+    try:
+        return model(x)
+    except RuntimeError as err:
+        param = next(model.parameters(), None)
+        if param is not None and param.dtype != x.dtype:
+            raise TypeError(f"x: the model's parameters are {param.dtype} but the input is "
+                            f"{x.dtype}; give it {param.dtype} images (x.to({param.dtype}))"
+                            ) from None
+        found = re.search(r"to have (\d+) channels, but got (\d+) channels", str(err))
+        if found:
+            raise ValueError(f"x: a convolution of the model expects {found[1]} channels, got "
+                             f"{found[2]} (the input's shape is {tuple(x.shape)})") from None
+        raise
+
+
+def _warn_non_finite(what: str, names: Sequence[str], level: int = 3) -> None:
+    warnings.warn(f"{what}: non-finite values (inf or NaN) at {', '.join(map(repr, names))}; "
+                  "the maps there are meaningless (an overflow? check the input's range)",
+                  UserWarning, stacklevel=level)
 
 
 @contextlib.contextmanager
@@ -150,15 +190,11 @@ class Capture:
                  eval: bool = True, keep_graph: bool = False, _allow_empty: bool = False):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(layers, str | nn.Module):
-            layers = [layers]
-        layers = list(layers)
+        layers = [layers] if isinstance(layers, str | nn.Module) else list(layers)
         if not layers and not _allow_empty:
             raise ValueError("layers: the list of layers is empty; name at least one, for "
                              "example 'layer4' (see model.named_modules())")
-        self.model = model
-        self.eval = eval
-        self.keep_graph = keep_graph
+        self.model, self.eval, self.keep_graph = model, eval, keep_graph
         # requested name -> (module name, call index or None); modules hooked once each
         self._requests: dict[str, tuple[str, int | None]] = {}
         self._modules: dict[str, nn.Module] = {}
@@ -174,10 +210,8 @@ class Capture:
         self._tracing = False
         self.activations: dict[str, torch.Tensor] = {}
         self.gradients: dict[str, torch.Tensor] = {}
-        self.logits: torch.Tensor | None = None
-        self.input: torch.Tensor | None = None
-        self.input_gradient: torch.Tensor | None = None
-        self.scores: torch.Tensor | None = None
+        # the model's output, its (cloned) input, d score / d input, the scores: all tensors
+        self.logits = self.input = self.input_gradient = self.scores = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> Capture:
@@ -211,8 +245,7 @@ class Capture:
         self.logits = None if self.logits is None else self.logits.detach()
         self.activations = {n: a.detach() for n, a in self.activations.items()}
         self.gradients = {n: g.detach() for n, g in self.gradients.items()}
-        if self.input is not None:
-            self.input = self.input.detach()
+        self.input = None if self.input is None else self.input.detach()
 
     def _hook(self, base: str):
         def hook(module: nn.Module, inputs, output):
@@ -254,7 +287,7 @@ class Capture:
         # and the caller's tensor is left alone.
         self.input = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            logits = self.model(self.input)
+            logits = run_model(self.model, self.input)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise TypeError("model: expected the model to return logits of shape "
                             f"(N, num_classes), got {getattr(logits, 'shape', type(logits))}")
@@ -267,6 +300,10 @@ class Capture:
             self.activations[key] = self._pick(key, base, call)
         self._calls.clear()
         self.logits = logits
+        if not bool(torch.isfinite(logits.detach()).all()):
+            bad = [n for n in self.layer_names
+                   if not bool(torch.isfinite(self.activations[n].detach()).all())]
+            _warn_non_finite("logits", bad[:1] or ["the model's output"])
         return logits
 
     def _pick(self, key: str, base: str, call: int | None) -> torch.Tensor:
@@ -299,11 +336,8 @@ class Capture:
         counts = {b: len(v) for b, v in self._calls.items()}
         kept = {f"{b}#{k}" for b, v in self._calls.items() for k, t in enumerate(v)
                 if ndim is None or t.ndim == ndim}
-        names = []
-        for _, key in self._order:
-            if key in kept:
-                base, k = split_call(key)
-                names.append(call_name(base, k, counts[base]))
+        names = [call_name(base, k, counts[base]) for _, key in self._order if key in kept
+                 for base, k in [split_call(key)]]
         self._calls.clear()
         return names
 
@@ -323,8 +357,12 @@ class Capture:
             tensors.append(self.input)
         with torch.enable_grad():  # also inside a caller's torch.no_grad()
             scores = target_scores(self.logits, target)
+            if not scores.requires_grad:
+                raise ValueError("target: the scores do not depend on the logits (a callable "
+                                 "that detaches them or returns a constant?)")
             grads = torch.autograd.grad(scores.sum(), tensors, retain_graph=True,
                                         allow_unused=True)
+        self._warn_gradients(names, grads)
         self.gradients = {n: (g.detach() if g is not None else torch.zeros_like(a.detach()))
                           for n, a, g in zip(names, tensors, grads, strict=False)}
         if input_gradient:
@@ -332,6 +370,18 @@ class Capture:
             self.input_gradient = g.detach() if g is not None else torch.zeros_like(self.input)
         self.scores = scores.detach()
         return self.scores
+
+    def _warn_gradients(self, names: list[str], grads: Sequence[torch.Tensor | None]) -> None:
+        """Warn about layers whose gradient is missing (all zero) or not finite."""
+        unused = [n for n, g in zip(names, grads, strict=False) if g is None]
+        if unused:
+            warnings.warn(f"layers: {', '.join(map(repr, unused))} got no gradient at all: "
+                          "the output does not reach the target score, so its gradient and "
+                          "maps are all zero", UserWarning, stacklevel=3)
+        bad = [n for n, g in zip(names, grads, strict=False)
+               if g is not None and not bool(torch.isfinite(g).all())]
+        if bad:
+            _warn_non_finite("gradients", bad, level=4)
 
     def pullback(self, output: str, input: str, grad_output: torch.Tensor) -> torch.Tensor:
         """The vector-Jacobian product ``J^T v`` of captured ``output`` with respect to

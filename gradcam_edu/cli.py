@@ -16,7 +16,7 @@ import difflib
 import sys
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,6 +34,8 @@ SHAPES_PREFIX = "shapes:"
 TORCHVISION_PREFIX = "torchvision:"
 RANDOM_PREFIX = "random:"
 TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50")
+RANDOM_ARCHS = ("resnet18_narrow", "plain_cnn")
+DPI_RANGE = (10, 600)
 
 EPILOG = """\
 IMAGE is an image file (PNG, JPEG, ...) or shapes:SPLIT:INDEX for image INDEX of the
@@ -68,30 +70,15 @@ class LoadedModel:
     label: str
     class_names: list[str]
     imagenet: bool = False
-    notes: list[str] = field(default_factory=list)
 
     def model_input(self, x: torch.Tensor) -> torch.Tensor:
         """(3, S, S) image in [0, 1] -> (1, 3, S, S) model input."""
         return images.imagenet_normalize(x[None]) if self.imagenet else x[None]
 
-    @property
-    def probability_kind(self) -> str:
-        """"sigmoid" or "softmax", as the model says (:func:`models.probability_kind`)."""
-        return models.probability_kind(self.model)
-
-
-def _is_imagenet(spec: str) -> bool:
-    """torchvision models get ImageNet preprocessing (known before the model is loaded)."""
-    return spec.startswith(TORCHVISION_PREFIX)
-
 
 def _model_choices() -> list[str]:
-    return [*weights.available_models(), *(RANDOM_PREFIX + a for a in _random_archs()),
+    return [*weights.available_models(), *(RANDOM_PREFIX + a for a in RANDOM_ARCHS),
             *(TORCHVISION_PREFIX + a for a in TORCHVISION_ARCHS)]
-
-
-def _random_archs() -> list[str]:
-    return ["resnet18_narrow", "plain_cnn"]
 
 
 def _unknown(kind: str, name: str, choices: Sequence[str], limit: int = 60) -> CliError:
@@ -112,7 +99,7 @@ def load_cli_model(spec: str, weights_kind: str | None = None) -> LoadedModel:
         kind = weights_kind or "imagenet"
         try:
             model = models.torchvision_resnet(arch, weights=kind)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, ValueError) as err:  # absent, or corrupt in the cache
             raise CliError(f"{err} Or use --weights random.") from None
         enum = getattr(torchvision.models, models._TV_WEIGHTS[arch]).IMAGENET1K_V1
         return LoadedModel(model, f"{arch} ({kind})", list(enum.meta["categories"]),
@@ -122,7 +109,7 @@ def load_cli_model(spec: str, weights_kind: str | None = None) -> LoadedModel:
                        f"valid: {', '.join(TORCHVISION_PREFIX + a for a in TORCHVISION_ARCHS)}")
     if spec.startswith(RANDOM_PREFIX):
         arch = spec[len(RANDOM_PREFIX):]
-        if arch not in _random_archs():
+        if arch not in RANDOM_ARCHS:
             raise _unknown("model", spec, _model_choices())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -130,12 +117,14 @@ def load_cli_model(spec: str, weights_kind: str | None = None) -> LoadedModel:
         return LoadedModel(model, f"{arch} (random weights)", list(shapes.CLASS_NAMES))
     if spec not in weights.available_models():
         raise _unknown("model", spec, _model_choices())
-    try:
+    try:  # a card and its weight file are data: anything in them may be wrong
         card = weights.model_card(spec)
         model = weights.load_model(spec)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        raise CliError(f"model {spec!r} cannot be loaded: {err}") from None
-    names = card.get("classes") or list(shapes.CLASS_NAMES)
+        names = card.get("classes") or list(shapes.CLASS_NAMES)
+        if not isinstance(names, list):
+            raise ValueError(f"its card's classes is a {type(names).__name__}, not a list")
+    except Exception as err:  # e.g. kwargs the builder refuses, bytes that are not tensors
+        raise CliError(f"model {spec!r} cannot be loaded: {err}".replace("\n", " ")) from None
     return LoadedModel(model, spec, [str(n) for n in names])
 
 
@@ -159,8 +148,8 @@ def load_cli_image(source: str, size: int = 224, imagenet: bool = False) -> tupl
         pil = Image.fromarray(shapes.render(0, split, int(index)).image)
         described = f"shapes {split} #{index}"
     else:
-        try:
-            pil = images.open_image_file(source)
+        try:  # too large (pixels, a strip, the resize plan): refused before decoding
+            pil = images.open_image_file(source, images.IMAGENET_RESIZE if imagenet else size)
         except ValueError as err:
             raise CliError(f"{err} (or use shapes:SPLIT:INDEX)") from None
         described = Path(source).name
@@ -188,6 +177,8 @@ def check_layers(model: nn.Module, names: Sequence[str], inp: torch.Tensor) -> N
 
 def resolve_target(target: str | None, class_names: Sequence[str], logits: torch.Tensor) -> int:
     """Class name or index (string) -> index; None -> the top predicted class."""
+    if logits.shape[-1] != len(class_names):
+        raise CliError(f"the model has {logits.shape[-1]} outputs, {len(class_names)} class names")
     if target is None:
         return int(logits[0].argmax())
     if target in class_names:
@@ -206,14 +197,23 @@ def resolve_target(target: str | None, class_names: Sequence[str], logits: torch
 
 
 # ----------------------------------------------------------------------------- commands
-def _save(fig, output: str, dpi: int) -> None:
+def _save(fig, output: str, dpi: int) -> Path:
+    """Write the figure; returns the path written (``.png`` added when there is no suffix)."""
     path = Path(output)
+    if not path.name:
+        raise CliError(f"cannot write {output!r}: give a file name (e.g. -o out.png)")
+    path = path if path.suffix else path.with_name(path.name + ".png")
+    kinds = fig.canvas.get_supported_filetypes()
+    if path.suffix[1:].lower() not in kinds:
+        raise CliError(f"cannot write {output!r}: unknown image format {path.suffix!r}; use "
+                       f"one of {', '.join('.' + k for k in sorted(kinds))}")
     if not path.parent.is_dir():
         raise CliError(f"cannot write {output!r}: folder {str(path.parent)!r} does not exist")
     try:
         fig.savefig(path, dpi=dpi)
     except (OSError, ValueError) as err:
         raise CliError(f"cannot write {output!r}: {err}") from None
+    return path
 
 
 def _capture_maps(loaded: LoadedModel, inp: torch.Tensor, names: Sequence[str],
@@ -228,6 +228,9 @@ def _capture_maps(loaded: LoadedModel, inp: torch.Tensor, names: Sequence[str],
             out = {}
             for layer in cap.layer_names:
                 A, G = cap.activations[layer].detach(), cap.gradients[layer]
+                if A.ndim != 4:  # e.g. the linear head: no grid to map
+                    raise CliError(f"layer {layer!r} outputs {tuple(A.shape)}, not a feature map"
+                                   " (N, C, h, w); choose a conv or block (see `layers`)")
                 out[layer] = {}
                 for m in methods:
                     raw = cams.raw_map(m, A, G, model=loaded.model, x=inp, target=cls)
@@ -238,14 +241,14 @@ def _capture_maps(loaded: LoadedModel, inp: torch.Tensor, names: Sequence[str],
 
 
 def _check_methods(names: Sequence[str], allowed: Sequence[str]) -> None:
-    for m in names:
-        if m not in allowed:
-            raise _unknown("method", m, list(allowed))
+    for m in (m for m in names if m not in allowed):
+        raise _unknown("method", m, list(allowed))
 
 
 def _prepare(args: argparse.Namespace):
     """The image, the model and its input of an explain / sweep command."""
-    image, described = load_cli_image(args.image, imagenet=_is_imagenet(args.model))
+    imagenet = args.model.startswith(TORCHVISION_PREFIX)  # known before the model loads
+    image, described = load_cli_image(args.image, imagenet=imagenet)
     loaded = load_cli_model(args.model, args.weights)
     return image, described, loaded, loaded.model_input(image)
 
@@ -253,7 +256,8 @@ def _prepare(args: argparse.Namespace):
 def _class_title(loaded: LoadedModel, logits: torch.Tensor, cls: int) -> str:
     """``class ring (sigmoid 0.93, logit 2.61)``: the class and the model's own probability."""
     prob = float(models.probabilities(loaded.model, logits)[0, cls])
-    return (f"class {loaded.class_names[cls]} ({loaded.probability_kind} {prob:.2f}, "
+    return (f"class {loaded.class_names[cls]} ({models.probability_kind(loaded.model)} "
+            f"{prob:.2f}, "
             f"logit {float(logits[0, cls]):.2f})")
 
 
@@ -266,7 +270,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     raw, cam = maps[layer][args.method]
     h, w = raw.shape
     title = cams.METHOD_TITLES[args.method]
-
     fig = Figure(figsize=(12.0, 4.4))
     axes = fig.subplots(1, 3)
     axes[0].imshow(viz.to_numpy_image(image))
@@ -276,15 +279,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.03, label="map (ReLU, min-max)")
     viz.show_raw_map(axes[2], raw, size=image.shape[-1])
     for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     fig.suptitle(f"{loaded.label} · {layer} ({h}x{w}) · {_class_title(loaded, logits, cls)} · "
                  f"{title}", fontsize=11)
     fig.subplots_adjust(left=0.02, right=0.94, top=0.89, bottom=0.03, wspace=0.3)
-    _save(fig, args.output, args.dpi)
+    written = _save(fig, args.output, args.dpi)
     prob = float(models.probabilities(loaded.model, logits)[0, cls])
-    print(f"wrote {args.output}: {title} at {layer} ({h}x{w}) for class "
-          f"{loaded.class_names[cls]!r} ({loaded.probability_kind} {prob:.3f})")
+    print(f"wrote {written}: {title} at {layer} ({h}x{w}) for class "
+          f"{loaded.class_names[cls]!r} ({models.probability_kind(loaded.model)} {prob:.3f})")
     return 0
 
 
@@ -301,10 +303,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
              "one forward, one backward")
     fig = viz.plot_grid(image, grid, alpha=args.alpha, title=title)
     try:
-        _save(fig, args.output, args.dpi)
+        written = _save(fig, args.output, args.dpi)
     finally:
         plt.close(fig)
-    print(f"wrote {args.output}: {len(maps)} layers x {len(args.methods)} methods for class "
+    print(f"wrote {written}: {len(maps)} layers x {len(args.methods)} methods for class "
           f"{loaded.class_names[cls]!r}")
     return 0
 
@@ -315,21 +317,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not names:
         print("  (none yet: the data folder holds no model card)")
     for name in names:
-        try:
+        try:  # a card is data: any of its fields may be of the wrong kind
             card = weights.model_card(name)
-        except (ValueError, FileNotFoundError) as err:
-            print(f"  {name:<40} (card unreadable: {err})")
+            held = card.get("held_out", {})
+            score = (f"test exact-match {held['exact_match']:.3f}, mAP {held['mAP']:.3f} "
+                     f"({held.get('n_images', '?')} images)" if "exact_match" in held
+                     else "no held-out score in the card")
+            arch = str(card.get("architecture", "?"))
+            if "cut" in card:
+                arch = f"cut after {card['cut']}, {card.get('head', '?')} head"
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as err:
+            print(f"  {name:<40} (card unreadable: {err})".replace("\n", " "))
             continue
-        held = card.get("held_out", {})
-        score = (f"test exact-match {held['exact_match']:.3f}, mAP {held['mAP']:.3f} "
-                 f"({held.get('n_images', '?')} images)" if "exact_match" in held
-                 else "no held-out score in the card")
-        arch = str(card.get("architecture", "?"))
-        if "cut" in card:
-            arch = f"cut after {card['cut']}, {card.get('head', '?')} head"
         print(f"  {name:<36} {arch:<31} {score}")
     print("untrained (seeded random weights, a sanity-check baseline):")
-    for arch in _random_archs():
+    for arch in RANDOM_ARCHS:
         print(f"  {RANDOM_PREFIX + arch}")
     print("torchvision (ImageNet weights only from the local torch cache, never downloaded):")
     for arch in TORCHVISION_ARCHS:
@@ -355,9 +357,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-
-    def wrap(text: str) -> str:
-        return textwrap.fill(text, 88)
+    wrap = lambda text: textwrap.fill(text, 88)  # noqa: E731
     parser = argparse.ArgumentParser(
         prog=prog, formatter_class=fmt, epilog=EPILOG,
         description=wrap("Grad-CAM figures from the command line: one layer and method "
@@ -374,18 +374,17 @@ def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
                        help="shipped model name, random:ARCH or torchvision:ARCH "
                             "(default: resnet18-shapes; see the `models` command)")
         p.add_argument("--weights", choices=("imagenet", "random"), default=None,
-                       help="for torchvision:ARCH only (default: imagenet, from the local "
-                            "cache only)")
+                       help="for torchvision:ARCH only (default: imagenet, local cache only)")
 
     def figure(p: argparse.ArgumentParser, default_out: str) -> None:
         p.add_argument("--target", default=None,
-                       help="class name or index to explain (default: the top predicted "
-                            "class)")
+                       help="class name or index to explain (default: the top predicted class)")
         p.add_argument("-o", "--output", default=default_out,
-                       help=f"output PNG file (default: {default_out})")
+                       help=f"output image: .png, .pdf, .svg, ... (default: {default_out})")
         p.add_argument("--alpha", type=float, default=0.5,
                        help="opacity of the map over the image, 0 to 1 (default: 0.5)")
-        p.add_argument("--dpi", type=int, default=100, help="figure resolution (default: 100)")
+        p.add_argument("--dpi", type=int, default=100,
+                       help=f"figure resolution, {DPI_RANGE[0]} to {DPI_RANGE[1]} (default: 100)")
 
     p = sub.add_parser(
         "explain", formatter_class=fmt, epilog=EPILOG,
@@ -412,9 +411,8 @@ def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
                    help="layers, one row each (default: every residual block's output, or "
                         "the conv blocks of a plain CNN)")
     p.add_argument("--methods", nargs="+", default=["gradcam", "hirescam", "layercam"],
-                   metavar="METHOD",
-                   help=f"methods, one column each, from {methods} "
-                        "(default: gradcam hirescam layercam)")
+                   metavar="METHOD", help=f"methods, one column each, from {methods} "
+                                          "(default: gradcam hirescam layercam)")
     figure(p, "sweep.png")
     p.set_defaults(func=cmd_sweep)
 
@@ -440,9 +438,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             and launched.parent.name == "gradcam_edu" else "gradcam-edu")
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if getattr(args, "alpha", 0.5) is not None and not 0.0 <= getattr(args, "alpha", 0.5) <= 1:
-        parser.exit(EXIT_USAGE, f"{prog} {args.command}: error: --alpha must be between 0 and "
-                                f"1, got {args.alpha}\n")
+    for flag, (lo, hi) in (("alpha", (0, 1)), ("dpi", DPI_RANGE)):
+        if not lo <= getattr(args, flag, lo) <= hi:  # NaN too
+            print(f"{prog} {args.command}: error: --{flag} must be between {lo} and {hi}, "
+                  f"got {getattr(args, flag)}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         return args.func(args)
     except CliError as err:

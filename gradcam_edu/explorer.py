@@ -141,6 +141,7 @@ class Explorer:
         cls = (self.session.top_class() if start.target is None
                else self.session.class_index(start.target))
         self._map_message = False
+        self._load_error: str | None = None  # why the last image change failed, if it did
         self._build_widgets(start.image, layer, cls, method, start.alpha,
                             follow_top=start.target is None)
         self._update(grads=True, maps=True, image=True)
@@ -228,9 +229,13 @@ class Explorer:
     def set(self, image: int | None = None, layer: str | int | None = None,
             target: int | str | None = None, method: str | None = None,
             alpha: float | None = None) -> Explorer:
-        """Change the selection from code (each change runs as if made in the widgets)."""
+        """Change the selection from code (each change runs as if made in the widgets); an
+        image that cannot be shown raises ``ValueError`` (the explorer stays as it was)."""
         if image is not None:
+            self._load_error = None
             self.image_slider.value = int(image)
+            if self._load_error is not None:  # the widget shows it too
+                raise ValueError(self._load_error)
         if layer is not None:
             if isinstance(layer, str) and layer not in self.layers:
                 raise ValueError(f"layer: {layer!r} is not one of the explorer's layers: "
@@ -248,14 +253,21 @@ class Explorer:
 
     def add_image(self, image, name: str = "uploaded image") -> int:
         """Append an image (file bytes, PIL image, array or (3, H, W) tensor in [0, 1]) and
-        show it. Returns its index. ``ValueError`` when bytes are not a readable image."""
+        show it. Returns its index. ``ValueError`` when bytes are not a readable image (or too
+        large) or when the model's input check refuses it; nothing is added then."""
         if isinstance(image, bytes | bytearray | memoryview):
             x = decode_image(bytes(image), self.image_size, name=repr(name))
         else:
             x = as_image_tensor(image, self.image_size)
         index = self.images.append(x, name)
         self.image_slider.max = len(self.images) - 1
+        self._load_error = None
         self.image_slider.value = index
+        if self.session.index != index:  # refused by the model's input check: not kept
+            self.images.extra.pop()
+            self.images.names.pop(index, None)
+            self.image_slider.max = len(self.images) - 1
+            raise ValueError(self._load_error or f"{name} cannot be shown")
         return index
 
     # -- model work ------------------------------------------------------------------------
@@ -346,12 +358,28 @@ class Explorer:
             self.last_update_ms = 1000.0 * (time.perf_counter() - t0)
 
     def _on_image(self, change) -> None:
-        def run():
+        self._load_error = None
+        try:
             self.session.load(change["new"])
+        except Exception as err:  # the image cannot be shown: stay on the previous one
+            self._load_error = f"image {change['new']} cannot be shown: {err}"
+            self._set_image_silently(change["old"])
+            self.message.value = (f"<span style='color:#b00'>error: "
+                                  f"{html.escape(self._load_error)}</span>")
+            return
+
+        def run():
             if self.top_class.value:
                 self._set_class_silently(self.session.top_class())
             self._update(grads=True, maps=True, image=True)
         self._timed(run)
+
+    def _set_image_silently(self, index: int) -> None:
+        self.image_slider.unobserve(self._on_image, "value")
+        try:
+            self.image_slider.value = index
+        finally:
+            self.image_slider.observe(self._on_image, "value")
 
     def _set_class_silently(self, cls: int) -> None:
         self.class_dropdown.unobserve(self._on_class, "value")

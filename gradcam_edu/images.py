@@ -11,12 +11,18 @@ an *image array* is uint8 ``(H, W, 3)``. Files are read with PIL and every mode 
 antialiased) and takes the centre ``size x size`` crop: no squashing. The ImageNet models
 take :func:`imagenet_preprocess`-ed input (short side 256, centre 224, mean/std normalised);
 every other model of the course takes [0, 1] images directly.
+
+Tiny files can describe huge images: a file's pixels (:data:`MAX_PIXELS`), its aspect ratio
+(:data:`MAX_ASPECT`) and its resize plan (:data:`MAX_RESIZED_PIXELS`) are checked from the
+header before anything is decoded or resized (:class:`ImageTooLargeError`, naming the file).
 """
 
 from __future__ import annotations
 
 import io
+import re
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -28,7 +34,10 @@ from torchvision.transforms.v2 import functional as TF
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "ImageTooLargeError",
     "as_image_tensor",
+    "check_pixels",
+    "check_plan",
     "decode_image",
     "encode",
     "fit_image",
@@ -49,9 +58,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_RESIZE, IMAGENET_CROP = 256, 224
 
 #: What PIL raises for bytes that are not (or no longer) a readable image.
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
-                  struct.error, zlib.error, Image.DecompressionBombError)
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, EOFError, struct.error,
+                  zlib.error, ValueError)
 _CHOOSE = "choose a PNG or JPEG image"
+#: Bounds checked from the file's header, before anything is decoded or resized: the pixels
+#: of a file (50 megapixels: ~150 MB decoded), the ratio of its long side to its short side,
+#: and the pixels of the resize plan (short side to ``size``, before the centre crop).
+MAX_PIXELS = 50_000_000
+MAX_ASPECT = 32
+MAX_RESIZED_PIXELS = 16_000_000
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 
@@ -109,12 +124,46 @@ def _check_size(size: int) -> int:
     return int(size)
 
 
+class ImageTooLargeError(ValueError):
+    """An image over the bounds of :func:`check_pixels` or :func:`check_plan`."""
+
+
+def check_pixels(width: int, height: int, label: str = "image") -> None:
+    """Refuse, before decoding, a file of more than :data:`MAX_PIXELS` pixels (or none)."""
+    if width < 1 or height < 1:
+        raise ImageTooLargeError(f"{label} has no pixels ({width} x {height}); {_CHOOSE}")
+    if width * height > MAX_PIXELS:
+        raise ImageTooLargeError(f"{label} is {width} x {height} = {width * height:,} pixels, "
+                                 f"more than the limit of {MAX_PIXELS:,}; make it smaller "
+                                 "first")
+
+
+def check_plan(width: int, height: int, size: int, label: str = "image") -> None:
+    """Refuse, before resizing, a ``width x height`` image whose long side is over
+    :data:`MAX_ASPECT` times its short side, or whose resize plan (short side to ``size``)
+    has over :data:`MAX_RESIZED_PIXELS`; :class:`ImageTooLargeError` naming ``label``."""
+    short, long = sorted((width, height))
+    if short < 1:
+        raise ImageTooLargeError(f"{label} has no pixels ({width} x {height}); {_CHOOSE}")
+    if long > MAX_ASPECT * short:
+        raise ImageTooLargeError(f"{label} is {width} x {height} pixels, a strip: its long "
+                                 f"side is over {MAX_ASPECT} times its short side (the "
+                                 "limit); crop it first")
+    planned = size * size * long / short
+    if planned > MAX_RESIZED_PIXELS:
+        raise ImageTooLargeError(f"{label} is {width} x {height} pixels: resizing its short "
+                                 f"side to {size} gives {round(planned):,} pixels, more than "
+                                 f"the limit of {MAX_RESIZED_PIXELS:,}; use a smaller size")
+
+
 # ----------------------------------------------------------------------------- fitting
 def fit_image(image: Image.Image, size: int) -> torch.Tensor:
     """A PIL image -> float (3, size, size) in [0, 1]: RGB (:func:`to_rgb`), short side
     resized to ``size`` (bilinear, antialiased), centre crop (torchvision's ``resize`` and
-    ``center_crop``)."""
+    ``center_crop``). :class:`ImageTooLargeError` (a ``ValueError``) for a strip or an
+    oversized resize plan (:func:`check_plan`)."""
     size = _check_size(size)
+    check_plan(*image.size, size)
     image = TF.center_crop(TF.resize(to_rgb(image), [size]), [size, size])
     return to_tensor(np.asarray(image))
 
@@ -129,6 +178,7 @@ def fit_tensor(x: torch.Tensor, size: int) -> torch.Tensor:
     x = x.expand(3, -1, -1).float()
     if tuple(x.shape[-2:]) == (size, size):
         return x
+    check_plan(x.shape[-1], x.shape[-2], size)
     x = TF.resize(x, [size], antialias=True)
     return TF.center_crop(x, [size, size]).clamp(0.0, 1.0).contiguous()
 
@@ -166,20 +216,43 @@ def _reason(err: BaseException) -> str:
     return str(err).split("\n")[0] or type(err).__name__
 
 
-def _read(source, label: str) -> Image.Image:
-    """Open and fully decode ``source`` (a path or a file object) -> RGB PIL image."""
+def _bomb(err: BaseException, label: str) -> ImageTooLargeError:
+    """PIL's decompression-bomb warning or error -> the same error as :func:`check_pixels`."""
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    pixels = int(found[1]) if found else None
+    limit = (f"{MAX_PIXELS:,}" if pixels is None or pixels > MAX_PIXELS
+             else f"{Image.MAX_IMAGE_PIXELS:,} (PIL's Image.MAX_IMAGE_PIXELS)")
+    return ImageTooLargeError(f"{label} has {'too many' if pixels is None else f'{pixels:,}'} "
+                              f"pixels, more than the limit of {limit} (a decompression "
+                              "bomb?); make it smaller first")
+
+
+def _read(source, label: str, size: int | None = None) -> Image.Image:
+    """Open ``source`` (a path or a file object), check the size its header gives
+    (:func:`check_pixels`, and :func:`check_plan` for ``size``), then decode it -> RGB."""
     try:
-        with Image.open(source) as img:
-            img.load()
-            return to_rgb(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                check_pixels(*img.size, label)
+                if size is not None:
+                    check_plan(*img.size, size, label)
+                img.load()
+                return to_rgb(img)
+    except ImageTooLargeError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+        raise _bomb(err, label) from None
     except _DECODE_ERRORS as err:
         raise ValueError(f"{label} is not a readable image ({_reason(err)}); "
                          f"{_CHOOSE}") from None
 
 
-def open_image_file(path) -> Image.Image:
+def open_image_file(path, size: int | None = None) -> Image.Image:
     """An image file -> RGB PIL image (:func:`to_rgb`), fully read. ``ValueError`` (one line,
-    naming the file) when it is missing, not a file, empty, unreadable or not an image."""
+    naming the file) when it is missing, not a file, empty, unreadable, not an image, or
+    too large (:func:`check_pixels`, and :func:`check_plan` for ``size`` when given: checked
+    from the header, before decoding)."""
     p = Path(path)
     label = f"image file {str(p)!r}"
     if not p.exists():
@@ -192,14 +265,14 @@ def open_image_file(path) -> Image.Image:
         raise ValueError(f"{label} cannot be read ({err.strerror or _reason(err)})") from None
     if not data:
         raise ValueError(f"{label} is empty (0 bytes); {_CHOOSE}")
-    return _read(io.BytesIO(data), label)
+    return _read(io.BytesIO(data), label, None if size is None else _check_size(size))
 
 
 def load_image_file(path, size: int) -> torch.Tensor:
     """An image file -> float (3, size, size) in [0, 1] (short side resized, centre crop);
     ``ValueError`` (one line) as :func:`open_image_file`."""
     size = _check_size(size)
-    return fit_image(open_image_file(path), size)
+    return fit_image(open_image_file(path, size), size)
 
 
 def decode_image(data: bytes, size: int, name: str = "the file") -> torch.Tensor:
@@ -213,7 +286,7 @@ def decode_image(data: bytes, size: int, name: str = "the file") -> torch.Tensor
         raise TypeError(f"data: expected the file's bytes, got {type(data).__name__}")
     if not len(data):
         raise ValueError(f"{name} is empty (0 bytes); {_CHOOSE}")
-    return fit_image(_read(io.BytesIO(bytes(data)), name), size)
+    return fit_image(_read(io.BytesIO(bytes(data)), name, size), size)
 
 
 # ----------------------------------------------------------------------------- ImageNet
@@ -241,6 +314,7 @@ def imagenet_denormalize(x: torch.Tensor) -> torch.Tensor:
 def imagenet_crop(image: Image.Image) -> torch.Tensor:
     """PIL image -> float32 (3, 224, 224) in [0, 1]: RGB, short side resized to 256, centre
     crop 224, *not* normalised (what to display next to an ImageNet model's map)."""
+    check_plan(*image.size, IMAGENET_RESIZE)
     image = TF.center_crop(TF.resize(to_rgb(image), [IMAGENET_RESIZE]),
                            [IMAGENET_CROP, IMAGENET_CROP])
     return to_tensor(np.asarray(image))

@@ -234,8 +234,9 @@ def torchvision_resnet(
     ``weights="random"``: initialised under ``torch.manual_seed(seed)`` (same seed, same
     weights; the global RNG state is restored afterwards). ``weights="imagenet"``: the
     IMAGENET1K_V1 weights read from the local torch hub cache with ``weights_only=True``;
-    nothing is ever downloaded, and a missing file raises ``FileNotFoundError`` naming the
-    path. ImageNet models expect :func:`imagenet_preprocess`-ed input (normalised).
+    nothing is ever downloaded, a missing file raises ``FileNotFoundError`` and a corrupt one
+    ``ValueError``, both naming the path. ImageNet models expect
+    :func:`imagenet_preprocess`-ed input (normalised).
     """
     if arch not in _TV_WEIGHTS:
         raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(_TV_WEIGHTS)}")
@@ -252,11 +253,20 @@ def torchvision_resnet(
                 "or set TORCH_HOME so that torch.hub.get_dir() points at a folder whose "
                 "checkpoints/ holds it."
             )
-        model = builder(weights=None, num_classes=1000)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
         if num_classes != 1000:
             raise ValueError("ImageNet weights come with a 1000-class head; use num_classes=1000")
+        model = builder(weights=None, num_classes=1000)
+        try:  # a truncated download, another file under the same name...
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as err:  # any failure means the same thing: a bad file
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            raise ValueError(
+                f"ImageNet weights for {arch} at {path} cannot be loaded "
+                f"({type(err).__name__}: {reason}): the file is corrupt or not torchvision's "
+                f"{_TV_WEIGHTS[arch]}.IMAGENET1K_V1 checkpoint; delete it and copy the "
+                "official file again."
+            ) from None
         return model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

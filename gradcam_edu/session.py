@@ -175,19 +175,22 @@ class Session:
 
     # -- images, classes -------------------------------------------------------------------
     def load(self, index: int) -> None:
-        """Show image ``index``: ONE forward recording every layer (graph kept, no hooks)."""
+        """Show image ``index``: ONE forward recording every layer (graph kept, no hooks).
+
+        All or nothing: when the image cannot be read, or the input check refuses it, the
+        error is raised and the session (image, recording, caches) stays as it was."""
         x = self.images[index]
         inp = model_input(self.model, x, self.preprocess)
         with torch_threads(self.budget.threads):
             rec = record(self.model, self.layers, inp)
-        if self.rec is not None:
+        logits = rec.logits.detach()[0]                                       # (K,)
+        probabilities = (logits.float().cpu().sigmoid() if self.probability_kind == "sigmoid"
+                         else logits.float().cpu().softmax(0))
+        if self.rec is not None:                       # nothing can fail from here on
             self.rec.release()
         self.counts["forward"] += 1
         self.rec, self.index, self.x, self.input = rec, index, x, inp.detach()
-        self.logits = rec.logits.detach()[0]                                  # (K,)
-        logits = self.logits.float().cpu()
-        self.probabilities = (logits.sigmoid() if self.probability_kind == "sigmoid"
-                              else logits.softmax(0))
+        self.logits, self.probabilities = logits, probabilities
         self._extra.clear()
 
     def activation(self, layer: str) -> torch.Tensor:

@@ -236,8 +236,8 @@ def save_model(
     (the builder's keyword arguments, a JSON object); anything else in it (seeds, epochs,
     scores...) is copied into the card. The card gets ``name``, ``probabilities`` (the model's
     :func:`gradcam_edu.models.probability_kind`: "sigmoid" or "softmax"), ``torch_version``,
-    ``format`` and the file's ``sha256``. The builder is checked to rebuild a model with exactly these
-    state_dict keys and shapes.
+    ``format`` and the file's ``sha256``. The builder is checked to rebuild a model with
+    exactly these state_dict keys and shapes.
     """
     for key in ("architecture", "kwargs"):
         if key not in card_extra:

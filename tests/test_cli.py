@@ -203,3 +203,95 @@ def test_imagenet_input_is_imagenet_preprocess(png_file):
     loaded = LoadedModel(torch.nn.Identity(), "id", ["a"], imagenet=True)
     expected = imagenet_preprocess(Image.open(png_file))
     torch.testing.assert_close(loaded.model_input(x)[0], expected, atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------- bad input (issue 9)
+def header_png(width: int, height: int) -> bytes:
+    """A PNG header claiming ``width x height`` pixels, with one row of data (tiny file)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (1 + 3 * min(width, 4096)), 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(
+        b"IEND", b"")
+
+
+def test_tiny_files_of_huge_images_and_bombs_are_one_line(tmp_path, capsys):
+    strip, bomb = tmp_path / "strip.png", tmp_path / "bomb.png"
+    strip.write_bytes(header_png(8000, 1))
+    bomb.write_bytes(header_png(10000, 10000))
+    fails(capsys, ["explain", str(strip), *MODEL], "strip.png", "a strip", "limit")
+    fails(capsys, ["sweep", str(strip), "--model", "torchvision:resnet18", "--weights",
+                   "random"], "strip.png", "a strip")
+    fails(capsys, ["explain", str(bomb), *MODEL], "bomb.png", "100,000,000 pixels",
+          "limit of 50,000,000")
+
+
+def test_a_layer_without_a_grid_is_one_line(capsys):
+    fails(capsys, ["explain", "shapes:test:0", *MODEL, "--layer", "fc"], "layer 'fc'",
+          "not a feature map")
+    fails(capsys, ["sweep", "shapes:test:0", *MODEL, "--layers", "layer4", "fc"],
+          "layer 'fc'", "not a feature map")
+
+
+@pytest.mark.parametrize("dpi", ["0", "-5", "100000", "9", "601"])
+def test_absurd_dpi_is_one_line(capsys, dpi):
+    fails(capsys, ["explain", "shapes:test:0", *MODEL, "--dpi", dpi],
+          "--dpi must be between 10 and 600", f"got {dpi}")
+
+
+def test_corrupt_imagenet_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = imagenet_weight_path("resnet18")
+    assert str(path).startswith(str(tmp_path))
+    path.parent.mkdir(parents=True)
+    argv = ["explain", "shapes:test:0", "--model", "torchvision:resnet18", "--weights",
+            "imagenet"]
+    path.write_bytes(b"certainly not a checkpoint")
+    fails(capsys, argv, "cannot be loaded", str(path), "corrupt", "--weights random")
+    torch.save({"not": torch.zeros(1)}, path)                # a checkpoint, but not this one
+    fails(capsys, argv, "cannot be loaded", "corrupt", "--weights random")
+
+
+def test_broken_cards_are_one_line(tmp_path, monkeypatch, capsys):
+    import json
+
+    from gradcam_edu import weights
+    from gradcam_edu.models import resnet18_narrow
+    monkeypatch.setenv("GRADCAM_EDU_DATA", str(tmp_path))
+    weights.save_model(resnet18_narrow(width=4), "tiny",
+                       {"architecture": "resnet18_narrow", "kwargs": {"width": 4}})
+    card_path, blob_path = tmp_path / "tiny.json", tmp_path / "tiny.safetensors"
+    good = json.loads(card_path.read_text())
+    argv = ["explain", "shapes:test:0", "--model", "tiny", "--dpi", "20",
+            "-o", str(tmp_path / "t.png")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    for change, expected in (({"kwargs": {"width": "wide"}}, "cannot be loaded"),
+                             ({"kwargs": {"colour": 3}}, "cannot be loaded"),
+                             ({"classes": 5}, "classes is a int, not a list"),
+                             ({"classes": ["a", "b"]}, "6 outputs, 2 class names")):
+        card_path.write_text(json.dumps({**good, **change}))
+        fails(capsys, argv, expected)
+    card_path.write_text(json.dumps({**good, "held_out": {"exact_match": "high"}}))
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "tiny" in listing and "card unreadable" in listing
+    blob_path.write_bytes(b"not tensors")                    # bytes that match their card
+    card_path.write_text(json.dumps({**good, "sha256": weights.sha256_file(blob_path)}))
+    fails(capsys, argv, "model 'tiny' cannot be loaded")
+
+
+def test_output_path_printed_is_the_one_written(tmp_path, capsys):
+    out = tmp_path / "figure"
+    assert main(["explain", "shapes:test:0", *MODEL, "--dpi", "20", "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert (tmp_path / "figure.png").is_file() and not out.exists()
+    assert said.startswith(f"wrote {tmp_path / 'figure.png'}:")
+    fails(capsys, ["explain", "shapes:test:0", *MODEL, "-o", str(tmp_path / "f.xyz")],
+          "unknown image format '.xyz'", ".png", ".svg")
+    fails(capsys, ["explain", "shapes:test:0", *MODEL, "-o", ""], "give a file name")

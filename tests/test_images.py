@@ -201,3 +201,31 @@ def test_encode_png_round_trip_and_jpeg():
         images.encode(arr, "gif")
     with pytest.raises(ValueError, match=r"img: expected uint8 \(H, W, 3\)"):
         images.encode(arr[..., 0])
+
+
+# ----------------------------------------------------------------------------- bounds
+def test_bounds_are_inclusive_and_checked_from_the_header(tmp_path):
+    """At the bounds an image is read; one pixel over, it is refused naming the limit (and
+    PIL's own decompression-bomb warning becomes the same one-line error)."""
+    edge = Image.new("RGB", (images.MAX_ASPECT, 1))
+    assert images.fit_image(edge, 8).shape == (3, 8, 8)
+    with pytest.raises(images.ImageTooLargeError, match=f"over {images.MAX_ASPECT} times"):
+        images.fit_image(Image.new("RGB", (images.MAX_ASPECT + 1, 1)), 8)
+    images.check_pixels(images.MAX_PIXELS, 1)
+    with pytest.raises(images.ImageTooLargeError, match="limit of 50,000,000"):
+        images.check_pixels(images.MAX_PIXELS + 1, 1, "'big.png'")
+    images.check_plan(4000, 4000, 4000)                    # 16,000,000 pixels: the limit
+    with pytest.raises(images.ImageTooLargeError, match="use a smaller size"):
+        images.check_plan(4000, 4000, 4001)
+    path = tmp_path / "pic.png"
+    Image.new("RGB", (30, 20), (1, 2, 3)).save(path)
+    assert isinstance(images.ImageTooLargeError("x"), ValueError)   # callers catch ValueError
+    before = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = 100                       # PIL warns above 100, errs above 200
+        with pytest.raises(images.ImageTooLargeError, match="pic.png' has 600 pixels, more "
+                                                            "than the limit of 100"):
+            images.open_image_file(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+    assert images.open_image_file(path).size == (30, 20)

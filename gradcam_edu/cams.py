@@ -22,6 +22,7 @@ Score-CAM      w_k = softmax_k of the score when the input is masked by A_k (Wan
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import capture, check_images, model_mode, run_model
+from .capture import capture
+from .inputs import check_images, model_mode, run_model
 from .targets import Target, class_indices, select_target, target_scores
 
 EPS = 1e-7
@@ -150,12 +152,16 @@ def class_activation_map(A: torch.Tensor, fc_weight: torch.Tensor,
 @dataclass(frozen=True)
 class MapContext:
     """What a method beyond (A, G) may need: the model, its input ``x`` ``(N, C, H, W)`` (as
-    the model takes it) and the target (see :mod:`gradcam_edu.targets`)."""
+    the model takes it), the target (see :mod:`gradcam_edu.targets`), Score-CAM's
+    ``batch_size`` and ``max_channels``, and the model's ``logits`` on ``x`` (CAM checks with
+    them that the layer is the one feeding the GAP + linear head)."""
 
     model: nn.Module | None = None
     x: torch.Tensor | None = None
     target: Target | None = None
     batch_size: int = 32
+    max_channels: int | None = None
+    logits: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,8 @@ class Method:
 
 
 def _score_cam(A: torch.Tensor, G: torch.Tensor | None, ctx: MapContext) -> torch.Tensor:
-    return score_cam(ctx.model, ctx.x, A, ctx.target, batch_size=ctx.batch_size)
+    return score_cam(ctx.model, ctx.x, A, ctx.target, batch_size=ctx.batch_size,
+                     max_channels=ctx.max_channels)
 
 
 def linear_head(model: nn.Module) -> nn.Linear:
@@ -204,7 +211,16 @@ def linear_head(model: nn.Module) -> nn.Linear:
 
 
 def _cam(A: torch.Tensor, G: torch.Tensor | None, ctx: MapContext) -> torch.Tensor:
-    return class_activation_map(A, linear_head(ctx.model).weight.detach(), ctx.target)
+    fc = linear_head(ctx.model)
+    if ctx.logits is not None and fc.in_features == A.shape[1]:
+        with torch.no_grad():
+            pooled = fc(A.detach().mean(dim=(2, 3)).to(fc.weight.dtype))
+        logits = ctx.logits.detach().to(pooled)
+        if not torch.allclose(pooled, logits, rtol=1e-3, atol=1e-4 * float(logits.abs().max())):
+            raise ValueError("layer: CAM needs the layer whose global average pool feeds fc "
+                             "(fc(mean of A) must give the logits; here it does not): for a "
+                             "ResNet its last block or stage, e.g. 'layer4'")
+    return class_activation_map(A, fc.weight.detach(), ctx.target)
 
 
 METHODS: dict[str, Method] = {
@@ -218,7 +234,8 @@ METHODS: dict[str, Method] = {
     "cam": Method("CAM", _cam, needs=("head",)),
 }
 """Every map method by the name the course, the explorer and the CLI use. A new method is one
-function and one line here (see ``tests/test_cams.py::test_a_new_method_is_one_line``)."""
+function and one line here (see
+``tests/test_cams.py::test_a_new_method_is_one_function_and_one_registry_line``)."""
 
 
 class _View(Mapping):
@@ -252,8 +269,15 @@ def check_method(name: str, allowed: Sequence[str] | None = None, what: str = "m
     """The registered method ``name``; ``ValueError`` naming ``what`` and the valid choices
     (``allowed``, default every registered method) otherwise."""
     choices = list(allowed) if allowed is not None else list(METHODS)
-    if not isinstance(name, str) or name not in choices or name not in METHODS:
-        raise ValueError(f"{what}: unknown method {name!r}; choose one of {', '.join(choices)}")
+    if isinstance(name, str) and name in METHODS and name not in choices:
+        raise ValueError(f"{what}: {name!r} ({METHODS[name].title}, needs "
+                         f"{', '.join(METHODS[name].needs) or 'nothing'}) is not available "
+                         f"here; choose one of {', '.join(choices)}")
+    if not isinstance(name, str) or name not in choices:
+        close = difflib.get_close_matches(str(name), choices, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ValueError(f"{what}: unknown method {name!r}; {hint}choose one of "
+                         f"{', '.join(choices)}")
     return METHODS[name]
 
 
@@ -271,16 +295,20 @@ def check_methods(names: Sequence[str] | str, allowed: Sequence[str] | None = No
 
 def raw_map(method: str, A: torch.Tensor, G: torch.Tensor | None = None,
             model: nn.Module | None = None, x: torch.Tensor | None = None,
-            target: Target | None = None, batch_size: int = 32) -> torch.Tensor:
+            target: Target | None = None, batch_size: int = 32,
+            max_channels: int | None = None, logits: torch.Tensor | None = None,
+            ) -> torch.Tensor:
     """The raw signed map ``(N, h, w)`` of any method of :data:`METHODS`.
 
     (A, G) methods need only ``A`` and ``G``; Score-CAM also ``model``, ``x`` and ``target``
-    (``batch_size`` masked images per forward), CAM ``model`` (its ``fc``) and ``target``.
+    (``batch_size`` masked images per forward, the ``max_channels`` most active channels),
+    CAM ``model`` (its ``fc``) and ``target``, and with ``logits`` it checks that the layer
+    feeds the head.
     """
     m = check_method(method)
     if "gradient" in m.needs and G is None:
         raise ValueError(f"G: {m.title} needs the gradients of the layer (cap.backward first)")
-    return m(A, G, MapContext(model, x, target, batch_size))
+    return m(A, G, MapContext(model, x, target, batch_size, max_channels, logits))
 
 
 def normalize(maps: torch.Tensor) -> torch.Tensor:
@@ -385,6 +413,7 @@ def explain(model: nn.Module, x: torch.Tensor, layers, target: Target,
         cap.forward(x)
         cap.backward(target)
         return {name: {m: finalize(raw_map(m, cap.activations[name].detach(),
-                                           cap.gradients[name], model, x, target), size)
+                                           cap.gradients[name], model, x, target,
+                                           logits=cap.logits), size)
                        for m in methods}
                 for name in cap.layer_names}

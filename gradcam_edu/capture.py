@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from .inputs import check_images, model_mode, run_model, warn_non_finite
 from .targets import Target, target_scores
 
 __all__ = ["Capture", "Target", "capturable_layers", "capture", "call_name", "check_images",
@@ -96,81 +96,6 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module, i
     return base, modules[base], call
 
 
-def first_conv(model: nn.Module) -> nn.Conv2d | None:
-    """The model's first ``Conv2d`` in registration order (not necessarily the first to run)."""
-    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-
-
-def _check_channels(model: nn.Module, x: torch.Tensor, name: str) -> None:
-    """Refuse a channel count only when no convolution of the model takes it (the stem may be
-    registered after another conv); :func:`run_model` rephrases the model's own error."""
-    conv = first_conv(model)
-    if conv is None or any(isinstance(m, nn.Conv2d) and m.in_channels == x.shape[1]
-                           for m in model.modules()):
-        return
-    raise ValueError(f"{name}: the model's first convolution expects {conv.in_channels} "
-                     f"channels, got {x.shape[1]} (shape {tuple(x.shape)}); no convolution "
-                     f"of the model takes {x.shape[1]} channels")
-
-
-def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
-    """Clear errors for the input mistakes a learner makes most."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of shape (N, C, H, W), "
-                        f"got {type(x).__name__} (convert a PIL image with "
-                        "torchvision.transforms.functional.to_tensor)")
-    if x.ndim != 4:
-        hint = " (add the batch axis with x.unsqueeze(0))" if x.ndim == 3 else ""
-        raise ValueError(f"{name}: expected a 4-D batch (N, C, H, W), got shape "
-                         f"{tuple(x.shape)}{hint}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype} "
-                        "(scale uint8 images to [0, 1] first)")
-    _check_channels(model, x, name)
-    if not bool(torch.isfinite(x).all()):
-        nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
-        kinds = " and ".join(k for k, c in (("NaN", nan), ("infinite", inf)) if c)
-        raise ValueError(f"{name}: the input contains {kinds} values ({nan} NaN, {inf} inf "
-                         f"of {x.numel()}); every pixel must be a finite number")
-
-
-def run_model(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``model(x)``; the model's own complaint about a wrong dtype or channel count becomes one
-    clear error naming ``x`` (:func:`check_images` cannot always know them in advance)."""
-    try:
-        return model(x)
-    except RuntimeError as err:
-        param = next(model.parameters(), None)
-        if param is not None and param.dtype != x.dtype:
-            raise TypeError(f"x: the model's parameters are {param.dtype} but the input is "
-                            f"{x.dtype}; give it {param.dtype} images (x.to({param.dtype}))"
-                            ) from None
-        found = re.search(r"to have (\d+) channels, but got (\d+) channels", str(err))
-        if found:
-            raise ValueError(f"x: a convolution of the model expects {found[1]} channels, got "
-                             f"{found[2]} (the input's shape is {tuple(x.shape)})") from None
-        raise
-
-
-def _warn_non_finite(what: str, names: Sequence[str], level: int = 3) -> None:
-    warnings.warn(f"{what}: non-finite values (inf or NaN) at {', '.join(map(repr, names))}; "
-                  "the maps there are meaningless (an overflow? check the input's range)",
-                  UserWarning, stacklevel=level)
-
-
-@contextlib.contextmanager
-def model_mode(model: nn.Module, eval: bool = True) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode (when ``eval``) and restore every module's flag on exit."""
-    saved = [(m, m.training) for m in model.modules()]
-    try:
-        if eval:
-            model.eval()
-        yield model
-    finally:
-        for m, training in saved:
-            m.training = training
-
-
 # ------------------------------------------------------------------------------ the capture
 class Capture:
     """Records layer outputs during :meth:`forward`, and their gradients in :meth:`backward`.
@@ -207,7 +132,7 @@ class Capture:
         self._order: list[tuple[int, str]] = []
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._mode: contextlib.AbstractContextManager | None = None
-        self._tracing = False
+        self._tracing = self._running = False
         self.activations: dict[str, torch.Tensor] = {}
         self.gradients: dict[str, torch.Tensor] = {}
         # the model's output, its (cloned) input, d score / d input, the scores: all tensors
@@ -249,6 +174,8 @@ class Capture:
 
     def _hook(self, base: str):
         def hook(module: nn.Module, inputs, output):
+            if not self._running:        # another forward inside the block (Score-CAM's
+                return None              # masked batches): pass through, record nothing
             if not isinstance(output, torch.Tensor):
                 if self._tracing:
                     return None
@@ -274,7 +201,8 @@ class Capture:
             return first_run.get(f"{base}#{call or 0}", len(first_run))
         return sorted(self._requests, key=position)
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, grad: bool = True) -> torch.Tensor:
+        """One forward of ``x`` with the hooks recording (``grad``: build the graph)."""
         if self._mode is None:
             raise RuntimeError("capture: use it as a context manager "
                                "(with capture(model, layers) as cap: ...)")
@@ -286,8 +214,12 @@ class Capture:
         # A fresh leaf that requires grad: gradients flow even through frozen parameters,
         # and the caller's tensor is left alone.
         self.input = x.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            logits = run_model(self.model, self.input)
+        self._running = True
+        try:
+            with torch.enable_grad() if grad else torch.no_grad():
+                logits = run_model(self.model, self.input)
+        finally:
+            self._running = False
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise TypeError("model: expected the model to return logits of shape "
                             f"(N, num_classes), got {getattr(logits, 'shape', type(logits))}")
@@ -303,7 +235,7 @@ class Capture:
         if not bool(torch.isfinite(logits.detach()).all()):
             bad = [n for n in self.layer_names
                    if not bool(torch.isfinite(self.activations[n].detach()).all())]
-            _warn_non_finite("logits", bad[:1] or ["the model's output"])
+            warn_non_finite("logits", bad[:1] or ["the model's output"])
         return logits
 
     def _pick(self, key: str, base: str, call: int | None) -> torch.Tensor:
@@ -324,13 +256,12 @@ class Capture:
         return runs[call]
 
     def trace(self, x: torch.Tensor, ndim: int | None = 4) -> list[str]:
-        """Run the model once (no graph kept) and return the capture names of every call of
+        """Run the model once (no graph built) and return the capture names of every call of
         the hooked modules whose output is a tensor with ``ndim`` dimensions (None: any), in
         forward order, ``"name#k"`` for modules that ran several times."""
         self._tracing = True
         try:
-            with torch.no_grad():
-                self._run(x)
+            self._run(x, grad=False)
         finally:
             self._tracing = False
         counts = {b: len(v) for b, v in self._calls.items()}
@@ -381,7 +312,7 @@ class Capture:
         bad = [n for n, g in zip(names, grads, strict=False)
                if g is not None and not bool(torch.isfinite(g).all())]
         if bad:
-            _warn_non_finite("gradients", bad, level=4)
+            warn_non_finite("gradients", bad, level=4)
 
     def pullback(self, output: str, input: str, grad_output: torch.Tensor) -> torch.Tensor:
         """The vector-Jacobian product ``J^T v`` of captured ``output`` with respect to

@@ -262,7 +262,7 @@ class Session:
         # small tensors: one thread is faster, and immune to busy cores (no OpenMP waits)
         with torch_threads(1):
             return cams.raw_map(method, A, G, model=self.model, x=self.input,
-                                target=cls)[0].detach()
+                                target=cls, logits=self.logits)[0].detach()
 
     def _on_demand(self, layer: str, method: str, m: cams.Method, cls: int) -> torch.Tensor:
         """A map that needs extra forwards: computed once per (image, layer, class)."""

@@ -4,12 +4,12 @@ one reading, hooks and model gradients in the capture module only.
 The layers, bottom to top (README, "Architecture"); a module may import its own layer and
 those below it, never one above:
 
-    base        targets, threads, tables, images, resnet        (no package imports but base)
+    base        targets, threads, tables, images, resnet, inputs (no package imports but base)
     core        capture, cams, attributions                      one capture, every method
     world       shapes, models, truncate, weights, classification, train
     evaluation  metrics, faithfulness, scoreboard, gradflow, probes, verdict
     display     render, viz, layers, session, explorer
-    interface   cli, __main__, recorded, exercises.*
+    interface   cli_parser, cli, __main__, recorded, exercises.*
 """
 
 import ast
@@ -19,12 +19,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gradcam_edu"
 LAYERS = {
-    "base": ["targets", "threads", "tables", "images", "resnet"],
+    "base": ["targets", "threads", "tables", "images", "resnet", "inputs"],
     "core": ["capture", "cams", "attributions"],
     "world": ["shapes", "models", "truncate", "weights", "classification", "train"],
     "evaluation": ["metrics", "faithfulness", "scoreboard", "gradflow", "probes", "verdict"],
     "display": ["render", "viz", "layers", "session", "explorer"],
-    "interface": ["cli", "__main__", "__init__", "recorded", "exercises"],
+    "interface": ["cli_parser", "cli", "__main__", "__init__", "recorded", "exercises"],
 }
 RANK = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
 MAX_MODULE_LINES = 450

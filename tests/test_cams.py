@@ -169,6 +169,30 @@ def test_every_method_through_one_call(resnet, images):
         cams.raw_map("scorecam", A, G)
     with pytest.raises(ValueError, match="G: Grad-CAM needs the gradients"):
         cams.raw_map("gradcam", A)
-    with pytest.raises(ValueError, match=r"methods: unknown method 'cam'; choose one of "
-                                         r"gradcam, hirescam"):
+    with pytest.raises(ValueError, match=r"methods: 'cam' \(CAM, needs head\) is not available "
+                                         r"here; choose one of gradcam, hirescam"):
         cams.check_methods(["gradcam", "cam"], cams.GRADIENT_METHODS)
+    with pytest.raises(ValueError, match=r"unknown method 'gradcam\+'; did you mean gradcam\+\+"):
+        cams.check_method("gradcam+")
+
+
+def test_cam_refuses_a_layer_that_does_not_feed_the_head(resnet, images):
+    """layer4.1.conv2 has fc's 512 channels, but its pooled output does not give the logits:
+    CAM there would be a different map under CAM's name."""
+    with capture(resnet, ["layer4.1.conv2", "layer4"]) as cap:
+        logits = cap.forward(images)
+    cams.raw_map("cam", cap.activations["layer4"], model=resnet, target=1, logits=logits)
+    with pytest.raises(ValueError, match="layer: CAM needs the layer whose global average"):
+        cams.raw_map("cam", cap.activations["layer4.1.conv2"], model=resnet, target=1,
+                     logits=logits)
+
+
+def test_score_cam_inside_a_capture_records_nothing_more(resnet, images):
+    """Score-CAM's masked forwards run while the hooks are on: they pass through, so the
+    capture keeps exactly one forward's tensors."""
+    with capture(resnet, ["layer4"]) as cap:
+        cap.forward(images[:1])
+        cams.score_cam(resnet, images[:1], cap.activations["layer4"].detach(), 0,
+                       max_channels=8, batch_size=4)
+        assert cap._calls == {} and list(cap.activations) == ["layer4"]
+        assert cap.activations["layer4"].shape[0] == 1

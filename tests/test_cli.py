@@ -125,7 +125,7 @@ def test_unknown_method_lists_methods(capsys):
     fails(capsys, ["explain", "shapes:test:0", *MODEL, "--method", "gradcam+"],
           "unknown method 'gradcam+'", "gradcam++", "hirescam", "layercam")
     fails(capsys, ["sweep", "shapes:test:0", *MODEL, "--methods", "gradcam", "scorecam"],
-          "unknown method 'scorecam'", "eigencam")
+          "'scorecam' (Score-CAM, needs forwards) is not available here", "eigencam")
 
 
 def test_unknown_model_lists_available(capsys):

@@ -57,11 +57,19 @@ def call_name(base: str, k: int, calls: int) -> str:
     return base if calls == 1 else f"{base}#{k}"
 
 
+HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+"""Where an ``nn.Module`` keeps its hooks."""
+
+
+def hook_ids(model: nn.Module) -> set[tuple[int, str, int]]:
+    """``(module id, hook dict, hook id)`` of every hook registered on ``model``'s modules."""
+    return {(id(m), d, k) for m in model.modules() for d in HOOK_DICTS for k in getattr(m, d)}
+
+
 def hook_count(model: nn.Module) -> int:
     """Forward, pre-forward and backward hooks currently registered on ``model``'s modules
     (0 after every capture has closed)."""
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(m._backward_pre_hooks) for m in model.modules())
+    return len(hook_ids(model))
 
 
 def split_call(name: str) -> tuple[str, int | None]:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cams import finalize, grad_cam
-from ..capture import capture, hook_count
+from ..capture import HOOK_DICTS, capture, hook_count, hook_ids
 
 __all__ = ["Verdict", "check_channel_weights", "check_grad_cam", "check_bare_hooks",
            "hook_count"]
@@ -182,20 +182,11 @@ def check_grad_cam(fn: Callable[[torch.Tensor, torch.Tensor, tuple[int, int]], t
 
 
 # ----------------------------------------------------------------------------- exercise 3
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
-               "_backward_pre_hooks")
-
-
-def _hook_ids(model: nn.Module) -> set[tuple[int, str, int]]:
-    return {(id(m), d, k) for m in model.modules() for d in _HOOK_DICTS
-            for k in getattr(m, d, {})}
-
-
 def _remove_new_hooks(model: nn.Module, before: set[tuple[int, str, int]]) -> int:
-    """Remove the hooks registered since ``before`` (a :func:`_hook_ids` snapshot)."""
+    """Remove the hooks registered since ``before`` (a :func:`hook_ids` snapshot)."""
     removed = 0
     for m in model.modules():
-        for d in _HOOK_DICTS:
+        for d in HOOK_DICTS:
             hooks = getattr(m, d, {})
             for k in [k for k in hooks if (id(m), d, k) not in before]:
                 del hooks[k]
@@ -213,7 +204,7 @@ def check_bare_hooks(fn: Callable[[nn.Module, str, torch.Tensor, int],
     :func:`gradcam_edu.capture.capture` on the same input."""
     if not callable(fn):
         return Verdict(False, f"pass your function itself, got {_describe(fn)}.")
-    before = _hook_ids(model)
+    before = hook_ids(model)
     with capture(model, layer) as cap:
         cap.forward(x)
         cap.backward(target)

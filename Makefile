@@ -28,8 +28,11 @@ $(STAMP_DEV): $(STAMP_TEST)
 	$(PIP) -e '.[test,dev]'
 	touch $@
 
+# The file browser shows the course only: the build inputs (src/, sanitize.cfg) are hidden.
+LAB_HIDE := $(foreach g,src sanitize.cfg __pycache__ *.pyc .ipynb_checkpoints,--ContentsManager.hide_globs='$(g)')
+
 lab: $(STAMP_RUN)
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ROOT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ROOT) $(LAB_HIDE) $(LAB_ARGS)
 
 # nbval runs twice: with this CPU's own SIMD kernels and with torch's portable ones
 # (ATEN_CPU_CAPABILITY=default), so checked outputs that hold on one CPU only fail here.
@@ -48,7 +51,7 @@ ifneq ($(NOTEBOOKS),)
 endif
 
 # Rebuild and execute the notebooks from notebooks/src (NB=01 for one of them; RECORD=1 also
-# rewrites notebooks/recorded.json, the tables the checked cells compare with).
+# rewrites notebooks/src/recorded.json, the tables the checked cells compare with).
 notebooks: $(STAMP_DEV)
 	$(BIN)/python tools/build_notebooks.py $(NB) $(if $(RECORD),--record,)
 

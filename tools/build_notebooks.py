@@ -2,11 +2,11 @@
 
     python tools/build_notebooks.py                 # every notebooks/src/*.py
     python tools/build_notebooks.py 01 03           # the sources whose name starts so
-    python tools/build_notebooks.py --record        # and rewrite notebooks/recorded.json
+    python tools/build_notebooks.py --record        # and rewrite notebooks/src/recorded.json
 
 ``--record`` makes every ``recorded.check`` cell take the table it measures as the new record
 (see :mod:`gradcam_edu.recorded`): do it when the science changed on purpose, and read the
-diff of ``notebooks/recorded.json`` before committing it.
+diff of ``notebooks/src/recorded.json`` before committing it.
 
 Sources are jupytext "percent" scripts (easy to diff and review); the executed .ipynb files
 in notebooks/ are what learners open and what nbval checks. Prints each notebook's time.

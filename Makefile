@@ -11,7 +11,7 @@ NOTEBOOKS := $(wildcard notebooks/[0-9]*.ipynb)
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: lab test lint bench notebooks portability slides clean-venv
+.PHONY: lab test lint bench notebooks portability mutation slides clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ $(SLIDES)/node_modules/.installed:
 	mkdir -p $(SLIDES)
 	cd $(SLIDES) && npm install --no-audit --no-fund --silent $(SLIDES_JS)
 	touch $@
+
+# Planted bugs, one at a time, each in a temporary copy of the package: do the tests catch
+# them? (about 12 minutes, one process; MUTATION_ARGS="--only ID ..." or "--list")
+mutation: $(STAMP_TEST)
+	$(BIN)/python tools/mutation.py $(MUTATION_ARGS)
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check gradcam_edu tests benchmarks tools

@@ -2,6 +2,8 @@
 
     python tools/checked_outputs.py                       # native, avx2, default x 1, 2 threads
     python tools/checked_outputs.py --isa default --threads 1 --notebooks 03
+    python tools/checked_outputs.py --against d7f6fcc   # no execution: REV's checked cells
+                                                          # against today's committed outputs
 
 Executes every committed notebook (its code, as nbval does) once per configuration: a torch
 kernel level (``ATEN_CPU_CAPABILITY`` with the matching ``ONEDNN_MAX_CPU_ISA``; "native" sets
@@ -108,6 +110,27 @@ def report(name: str, committed: dict[int, str], runs: dict[str, dict[int, str]]
         print(f"{name} cell {i:>3}: {status}; {spread}")
 
 
+def against(rev: str, paths: list[Path]) -> None:
+    """Every checked cell of the notebooks at ``rev``, found by its words among today's
+    committed cells: identical, or which numbers changed."""
+    import subprocess
+
+    for path in paths:
+        old = nbformat.reads(subprocess.check_output(
+            ["git", "show", f"{rev}:notebooks/{path.name}"], cwd=ROOT).decode(), as_version=4)
+        new = [cell_text(c) for c in nbformat.read(path, as_version=4).cells
+               if c.cell_type == "code"]
+        for i, text in checked_cells(old).items():
+            match = [t for t in new if words(t) == words(text)]
+            if not match:
+                print(f"{path.stem} cell {i:>3} at {rev}: no cell of the same words today")
+            elif text not in match:
+                moved = [(a, b) for a, b in zip(numbers(text), numbers(match[0]), strict=True)
+                         if a != b]
+                print(f"{path.stem} cell {i:>3} at {rev}: numbers changed {moved}")
+        print(f"{path.stem}: {len(checked_cells(old))} checked cells at {rev} compared")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--isa", nargs="+", default=["native", "avx2", "default"],
@@ -115,9 +138,14 @@ def main() -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--notebooks", nargs="*", default=[],
                         help="name prefixes (default: every notebook)")
+    parser.add_argument("--against", metavar="REV",
+                        help="compare REV's checked outputs with today's, executing nothing")
     args = parser.parse_args()
     paths = sorted(p for p in NOTEBOOKS.glob("[0-9]*.ipynb")
                    if not args.notebooks or any(p.stem.startswith(n) for n in args.notebooks))
+    if args.against:
+        against(args.against, paths)
+        return
     for path in paths:
         committed = checked_cells(nbformat.read(path, as_version=4))
         runs = {}

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .capture import check_images, input_gradient, model_mode
+from .inputs import run_model
 from .targets import Target, select_target, target_scores
 
 
@@ -100,7 +101,8 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Target,
             total += (grads.reshape(n, k, *x.shape[1:])
                       * w[start:start + k][None, :, None, None, None]).sum(dim=1)
         with torch.no_grad():
-            delta = target_scores(model(x), target) - target_scores(model(baseline), target)
+            delta = (target_scores(run_model(model, x), target)
+                     - target_scores(run_model(model, baseline), target))
     attributions = diff * total
     error = attributions.sum(dim=(1, 2, 3)) - delta
     return IntegratedGradients(attributions.detach(), delta.detach(), error.detach())

@@ -20,6 +20,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from .cams import GRADIENT_METHODS, check_method, finalize, raw_map
 from .capture import capture, check_images, model_mode
+from .inputs import run_model
 from .models import probabilities, probability_kind
 from .targets import Target, select_target, target_scores
 
@@ -90,7 +91,7 @@ def perturbation_curve(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, ta
             else:
                 batch = torch.where(chosen, x[idx], base[idx])
             t = select_target(target, n, index=idx.cpu())
-            logits = model(batch)
+            logits = run_model(model, batch)
             if sigmoid:
                 p = torch.sigmoid(target_scores(logits, t))
             else:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageFile
 from torch import nn
 
-from gradcam_edu import cams, images
+from gradcam_edu import attributions, cams, faithfulness, images
 from gradcam_edu.capture import capture, check_images, hook_count
 from gradcam_edu.explorer import Explorer
 from gradcam_edu.models import resnet18_narrow
@@ -354,3 +354,13 @@ def test_uploads_too_large_or_refused_are_not_added(model):
     assert same(snapshot(ex), before) and ex.upload.value == ()
     ex.upload.value = (upload_entry("grey.png", png_of(Image.new("RGB", (40, 40), "grey"))),)
     assert ex.state["image"] == 2 and len(ex.images) == 3 and "grey.png" in ex.message.value
+
+
+def test_integrated_gradients_and_deletion_say_what_dtype_the_model_takes():
+    model = resnet18_narrow(width=4).eval()
+    x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
+    message = "x: the model's parameters are torch.float32 but the input is torch.float64"
+    with pytest.raises(TypeError, match=message):
+        attributions.integrated_gradients(model, x, 0, steps=2)
+    with pytest.raises(TypeError, match=message):
+        faithfulness.deletion_auc(model, x, torch.rand(1, 32, 32), 0, steps=2)

@@ -25,12 +25,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return resnet18_narrow(width=8).eval()
-
-
-@pytest.fixture(scope="module")
 def x():
     return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 

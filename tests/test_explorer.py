@@ -14,19 +14,13 @@ from gradcam_edu import cams, layers
 from gradcam_edu.capture import hook_count
 from gradcam_edu.explorer import Explorer
 from gradcam_edu.images import as_image_tensor, decode_image, fit_image, to_uint8
-from gradcam_edu.models import plain_cnn, resnet18_narrow
+from gradcam_edu.models import plain_cnn
 
 NAMES = ["circle", "square", "triangle", "star", "cross", "ring"]
 SIZE = 64
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return resnet18_narrow(width=8).eval()
 
 
 @pytest.fixture(scope="module")

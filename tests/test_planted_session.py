@@ -10,7 +10,6 @@ from gradcam_edu import cams, render
 from gradcam_edu.capture import capture
 from gradcam_edu.explorer import Explorer
 from gradcam_edu.images import encode
-from gradcam_edu.models import resnet18_narrow
 from gradcam_edu.session import Budget, ImageList, Session
 
 NAMES = ["circle", "square", "triangle", "star", "cross", "ring"]
@@ -18,12 +17,6 @@ SIZE = 64
 LAYERS = ["layer3", "layer4"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return resnet18_narrow(width=8).eval()
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from gradcam_edu.models import resnet18_narrow
 from gradcam_edu.probes import cut_features, fit_linear_head
 from gradcam_edu.truncate import truncate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return resnet18_narrow(width=8).eval()
 
 
 @pytest.fixture(scope="module")

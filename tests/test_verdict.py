@@ -6,7 +6,6 @@ from torchvision.models.resnet import Bottleneck
 
 from gradcam_edu import resnet
 from gradcam_edu.capture import capture
-from gradcam_edu.models import resnet18_narrow
 from gradcam_edu.verdict import (
     VERDICTS,
     Claim,
@@ -146,12 +145,6 @@ def test_claim_computes_its_verdict_and_formats():
 
 
 # ----------------------------------------------------------------------------- model variants
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return resnet18_narrow(width=8).eval()
-
-
 @pytest.fixture(scope="module")
 def x():
     return torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))

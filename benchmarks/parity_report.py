@@ -18,37 +18,22 @@ best and says how many images needed the other sign.
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from captum.attr import LayerGradCam
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from gradcam_edu import cams
 from gradcam_edu.capture import capture
 
-REFERENCE = {"gradcam": GradCAM, "hirescam": HiResCAM, "gradcam++": GradCAMPlusPlus,
-             "xgradcam": XGradCAM, "layercam": LayerCAM, "eigencam": EigenCAM}
-CLASSES = [3, 17, 42]
-SIZE = 128
-LAYERS = {"resnet18": ["layer4.1", "layer4.1.conv2", "layer3.0.downsample", "layer2.0.conv1",
-                       "conv1"],
-          "resnet50": ["layer4.2", "layer4.0.conv3", "layer3.0.downsample", "layer1.0.conv3"]}
+# the very setup tests/test_parity.py checks (models, images, classes, layers)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_parity import CLASSES, LAYERS, REFERENCE, SIZE, seeded  # noqa: E402
 
-
-def seeded(arch: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, arch)(num_classes=100).eval()
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model
+LAYERS = {**LAYERS, "resnet50": [*LAYERS["resnet50"], "layer1.0.conv3"]}
 
 
 def ours(raw: torch.Tensor) -> np.ndarray:

@@ -41,7 +41,7 @@ NBVAL := $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/san
 PORTABLE_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
 
 test: $(STAMP_TEST)
-	$(BIN)/ruff check gradcam_edu tests benchmarks tools
+	$(BIN)/ruff check gradcam_edu tests benchmarks tools conftest.py
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 ifneq ($(NOTEBOOKS),)
 	@echo "nbval with this CPU's own kernels"
@@ -81,7 +81,7 @@ mutation: $(STAMP_TEST)
 	$(BIN)/python tools/mutation.py $(MUTATION_ARGS)
 
 lint: $(STAMP_TEST)
-	$(BIN)/ruff check gradcam_edu tests benchmarks tools
+	$(BIN)/ruff check gradcam_edu tests benchmarks tools conftest.py
 
 bench: $(STAMP_TEST)
 	$(BIN)/python benchmarks/bench_capture.py

@@ -82,10 +82,7 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor, kind: str = "sigmoid",
     ``kind``: how logits become probabilities (``"sigmoid"``: the course's multi-label
     models; ``"softmax"``), as :func:`gradcam_edu.models.probability_kind` says of a model.
     """
-    if kind not in models.PROBABILITY_KINDS:
-        raise ValueError(f"kind: expected one of {models.PROBABILITY_KINDS}, got {kind!r}")
-    logits = torch.as_tensor(logits).detach().float()
-    probs = (logits.sigmoid() if kind == "sigmoid" else logits.softmax(-1)).cpu().numpy()
+    probs = models.to_probabilities(logits, kind).cpu().numpy()
     y = torch.as_tensor(labels).detach().float().cpu().numpy()
     return {"exact_match": exact_match(probs, y), "mAP": mean_average_precision(probs, y)}
 

@@ -363,37 +363,32 @@ class Explorer:
             self.session.load(change["new"])
         except Exception as err:  # the image cannot be shown: stay on the previous one
             self._load_error = f"image {change['new']} cannot be shown: {err}"
-            self._set_image_silently(change["old"])
+            self._set_silently(self.image_slider, self._on_image, change["old"])
             self.message.value = (f"<span style='color:#b00'>error: "
                                   f"{html.escape(self._load_error)}</span>")
             return
 
         def run():
             if self.top_class.value:
-                self._set_class_silently(self.session.top_class())
+                self._set_silently(self.class_dropdown, self._on_class,
+                                  self.session.top_class())
             self._update(grads=True, maps=True, image=True)
         self._timed(run)
 
-    def _set_image_silently(self, index: int) -> None:
-        self.image_slider.unobserve(self._on_image, "value")
+    @staticmethod
+    def _set_silently(widget, handler: Callable, value) -> None:
+        """Set ``widget.value`` without running its ``handler`` (kept observed after)."""
+        widget.unobserve(handler, "value")
         try:
-            self.image_slider.value = index
+            widget.value = value
         finally:
-            self.image_slider.observe(self._on_image, "value")
-
-    def _set_class_silently(self, cls: int) -> None:
-        self.class_dropdown.unobserve(self._on_class, "value")
-        try:
-            self.class_dropdown.value = cls
-        finally:
-            self.class_dropdown.observe(self._on_class, "value")
+            widget.observe(handler, "value")
 
     def _on_class(self, change) -> None:
         top = self.session.top_class()
         if self.top_class.value and change["new"] != top:
-            self.top_class.unobserve(self._on_top_class, "value")
-            self.top_class.value = False  # a class chosen by hand: stop following the top
-            self.top_class.observe(self._on_top_class, "value")
+            # a class chosen by hand: stop following the top
+            self._set_silently(self.top_class, self._on_top_class, False)
         self._timed(lambda: self._update(grads=True))
 
     def _on_top_class(self, change) -> None:
@@ -418,9 +413,7 @@ class Explorer:
             self.message.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
             return
         finally:
-            self.upload.unobserve(self._on_upload, "value")
-            self.upload.value = ()  # allow the same file again
-            self.upload.observe(self._on_upload, "value")
+            self._set_silently(self.upload, self._on_upload, ())  # allow the same file again
         self.message.value = (f"{html.escape(name)} loaded as image {index} "
                               f"({self.image_size}x{self.image_size}, centre crop)")
 

@@ -50,6 +50,7 @@ __all__ = [
     "IMAGENET_STD",
     "probability_kind",
     "probabilities",
+    "to_probabilities",
 ]
 
 # ----------------------------------------------------------------------------- probabilities
@@ -68,10 +69,18 @@ def probability_kind(model: nn.Module) -> str:
     return kind
 
 
+def to_probabilities(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """``(..., K)`` logits -> float32 probabilities: ``kind`` "sigmoid" (one per class) or
+    "softmax" (over the last axis)."""
+    if kind not in PROBABILITY_KINDS:
+        raise ValueError(f"kind: expected one of {PROBABILITY_KINDS}, got {kind!r}")
+    logits = torch.as_tensor(logits).detach().float()
+    return logits.sigmoid() if kind == "sigmoid" else logits.softmax(-1)
+
+
 def probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
     """``(N, K)`` logits -> ``(N, K)`` probabilities by :func:`probability_kind`."""
-    logits = logits.detach().float()
-    return logits.sigmoid() if probability_kind(model) == "sigmoid" else logits.softmax(-1)
+    return to_probabilities(logits, probability_kind(model))
 
 
 # ----------------------------------------------------------------------------- narrow ResNet-18

@@ -184,8 +184,7 @@ class Session:
         with torch_threads(self.budget.threads):
             rec = record(self.model, self.layers, inp)
         logits = rec.logits.detach()[0]                                       # (K,)
-        probabilities = (logits.float().cpu().sigmoid() if self.probability_kind == "sigmoid"
-                         else logits.float().cpu().softmax(0))
+        probabilities = models.to_probabilities(logits.cpu(), self.probability_kind)
         if self.rec is not None:                       # nothing can fail from here on
             self.rec.release()
         self.counts["forward"] += 1

@@ -5,14 +5,13 @@ warns instead."""
 
 import datetime
 import io
-import struct
 import warnings
-import zlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFile
+from pngs import header_png
 from torch import nn
 
 from gradcam_edu import attributions, cams, faithfulness, images
@@ -29,16 +28,6 @@ def x():
     return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
-def header_png(width: int, height: int) -> bytes:
-    """A valid PNG header claiming ``width x height`` RGB pixels, with one row of data: a
-    few hundred bytes whatever the size it claims."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * (1 + 3 * min(width, 4096)), 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(
-        b"IEND", b"")
 
 
 def png_of(pil: Image.Image) -> bytes:

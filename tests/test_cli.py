@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pngs import header_png
 
 from gradcam_edu.__main__ import main
 from gradcam_edu.models import imagenet_weight_path
@@ -206,18 +207,6 @@ def test_imagenet_input_is_imagenet_preprocess(png_file):
 
 
 # ----------------------------------------------------------------------------- bad input (issue 9)
-def header_png(width: int, height: int) -> bytes:
-    """A PNG header claiming ``width x height`` pixels, with one row of data (tiny file)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * (1 + 3 * min(width, 4096)), 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(
-        b"IEND", b"")
 
 
 def test_tiny_files_of_huge_images_and_bombs_are_one_line(tmp_path, capsys):

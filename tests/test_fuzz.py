@@ -10,14 +10,13 @@ failing case prints its seed and description, so it can be replayed alone.
 import datetime
 import functools
 import io
-import struct
 import warnings
-import zlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pngs import header_png
 from torch import nn
 
 from gradcam_edu import cams, images
@@ -223,15 +222,6 @@ def test_fuzz_model_inputs():
 
 
 # ----------------------------------------------------------------------------- image bytes
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def header_png(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * (1 + 3 * min(width, 4096)), 9)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
-            + png_chunk(b"IEND", b""))
 
 
 def random_file(rng: np.random.Generator) -> tuple[bytes, bool]:

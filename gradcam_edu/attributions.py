@@ -1,4 +1,4 @@
-"""Pixel attributions: vanilla gradient, SmoothGrad and Integrated Gradients.
+"""Pixel attributions: vanilla gradient, Guided Backprop, SmoothGrad and Integrated Gradients.
 
 All return tensors shaped like the input ``(N, C, H, W)`` on the input's device. Scores are
 class scores before softmax; ``target`` follows :func:`gradcam_edu.capture.target_scores`
@@ -7,6 +7,7 @@ class scores before softmax; ``target`` follows :func:`gradcam_edu.capture.targe
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,52 @@ from .targets import Target, select_target, target_scores
 def vanilla_gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
     """The gradient of the class score with respect to the input pixels."""
     return input_gradient(model, x, target)
+
+
+class _GuidedReLUFunction(torch.autograd.Function):
+    """``relu`` forward; backward ``g.clamp(min=0) * (x > 0)`` (guided backpropagation)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        (x,) = ctx.saved_tensors
+        return g.clamp(min=0) * (x > 0).to(g.dtype)
+
+
+class GuidedReLU(nn.Module):
+    """A ReLU whose backward pass is guided: only positive gradients, at positive inputs.
+    Never in place (the input is kept for the backward pass)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``max(x, 0)``, a new tensor."""
+        return _GuidedReLUFunction.apply(x)
+
+
+def guided_relu(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in which every ``nn.ReLU`` module is a :class:`GuidedReLU`:
+    the same forward values, the guided backward. Only ``nn.ReLU`` modules are changed (a
+    ``torch.relu`` called inside a ``forward`` is not; torchvision's ResNets use modules)."""
+    out = copy.deepcopy(model)
+    found = 0
+    for parent in out.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, GuidedReLU())
+                found += 1
+    if not found:
+        raise TypeError(f"model: {type(model).__name__} has no nn.ReLU module to guide")
+    return out.train(model.training)
+
+
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+    """Guided backpropagation (Springenberg et al. 2015): the input gradient through ReLUs
+    that pass back only positive gradients at positive inputs
+    (:func:`guided_relu`, on a copy: ``model`` is unchanged)."""
+    return input_gradient(guided_relu(model).eval(), x, target)
 
 
 def smooth_grad(model: nn.Module, x: torch.Tensor, target: Target, n_samples: int = 25,

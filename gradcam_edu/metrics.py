@@ -10,17 +10,20 @@ Localisation against a ground-truth mask (maps ``(N, H, W)`` at the input size, 
 :func:`target_share`       on a 2-object image: mass on the target vs on the other object
 :func:`centre_map`,        trivial baselines: always point at the centre; spread evenly
 :func:`uniform_map`        (a uniform map's energy score is the mask's area fraction)
-:func:`resolution_ceiling` the best a map on an ``r x r`` grid can score: the mask itself,
-                           pooled to that grid and upsampled like a CAM
+:func:`energy_ceiling`,    the best any map on a layer's grid can score, exact bounds
+:func:`pointing_ceiling`   (:func:`grid_ceiling` both); :func:`mask_pooled_reference`: the
+                           mask pooled to the grid, a reference map, not a bound
+:func:`gini`,              clarity of a displayed map: concentration of its mass (Gini
+:func:`map_entropy`        coefficient) and its normalised entropy (spread)
 =========================  ===============================================================
 
-Faithfulness to the model (deletion / insertion, the randomisation sanity check) lives in
-:mod:`gradcam_edu.faithfulness`. Uncertainty: :func:`paired_bootstrap`.
+Faithfulness to the model: deletion / insertion in :mod:`gradcam_edu.faithfulness`, the
+randomisation sanity check in :mod:`gradcam_edu.sanity`. Uncertainty: :func:`paired_bootstrap`.
 
-Conventions for degenerate maps (so no score is ever NaN): a map that is constant over the
-image says nothing; its maximum is everywhere, and ties are broken toward the image centre, so
-it points where the centre baseline points. A map without positive mass scores like the
-uniform map on energy (the mask's area fraction).
+Conventions for degenerate maps (so no localisation score is ever NaN): a map that is
+constant over the image says nothing; its maximum is everywhere, and ties are broken toward the
+image centre, so it points where the centre baseline points. A map without positive mass
+scores like the uniform map on energy (the mask's area fraction); its clarity is NaN.
 """
 
 from __future__ import annotations
@@ -221,34 +224,181 @@ def baseline_scores(masks: torch.Tensor,
     }
 
 
-def ceiling_maps(masks: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
-    """The best map an ``grid``-resolution layer can show: ``(N, H, W)`` in [0, 1].
+def _check_masks(masks: torch.Tensor) -> None:
+    if not isinstance(masks, torch.Tensor) or masks.ndim != 3 or masks.dtype != torch.bool:
+        raise ValueError("masks: expected a bool tensor (N, H, W), got "
+                         f"{getattr(masks, 'dtype', type(masks).__name__)} "
+                         f"{tuple(getattr(masks, 'shape', ()))}")
 
-    The mask is average-pooled to the grid (each cell: the object's share of the cell) and
-    turned into a displayed map exactly like a CAM (:func:`gradcam_edu.cams.finalize`:
-    ReLU, min-max, bilinear upsampling with ``align_corners=False``).
+
+def mask_pooled_maps(masks: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
+    """The mask-pooled reference map of a ``grid``-resolution layer: ``(N, H, W)`` in [0, 1].
+
+    A reference, not a bound: the mask is average-pooled to the grid (each cell: the object's
+    share of the cell) and displayed exactly like a CAM (:func:`gradcam_edu.cams.finalize`:
+    ReLU, min-max, bilinear upsampling with ``align_corners=False``). Maps on the same grid
+    can score higher (:func:`energy_ceiling`, :func:`pointing_ceiling` are the bounds).
     """
-    if masks.ndim != 3:
-        raise ValueError(f"masks: expected shape (N, H, W), got {tuple(masks.shape)}")
-    size = (grid, grid) if isinstance(grid, int) else tuple(grid)
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"grid: expected an int >= 1 or (rows, cols), got {grid!r}")
+    _check_masks(masks)
+    size = _grid_size(grid)
     pooled = F.adaptive_avg_pool2d(masks[:, None].float(), size)[:, 0]
     return finalize(pooled, tuple(masks.shape[-2:]))
 
 
-def resolution_ceiling(masks: torch.Tensor, grid: int | tuple[int, int],
-                       tolerance_px: int = ZHANG_TOLERANCE_PX) -> dict[str, torch.Tensor]:
-    """Scores ``(N,)`` of :func:`ceiling_maps`: what a map on ``grid`` can reach at best.
-
-    Keys: ``pointing`` (strict), ``pointing_tol`` (within ``tolerance_px``), ``energy``.
-    A 224 x 224 grid on 224 x 224 masks reaches 1.0; a 1 x 1 grid is a flat map: it points at
-    the centre and its energy is the mask's area fraction.
-    """
-    maps = ceiling_maps(masks, grid)
+def mask_pooled_reference(masks: torch.Tensor, grid: int | tuple[int, int],
+                          tolerance_px: int = ZHANG_TOLERANCE_PX) -> dict[str, torch.Tensor]:
+    """Scores ``(N,)`` of :func:`mask_pooled_maps` (a map that copies the object at the grid's
+    resolution): ``pointing`` (strict), ``pointing_tol`` (within ``tolerance_px``), ``energy``.
+    Not an upper bound (:func:`grid_ceiling` is): a one-cell map beats its energy."""
+    maps = mask_pooled_maps(masks, grid)
     return {"pointing": pointing_game(maps, masks).float(),
             "pointing_tol": pointing_game(maps, masks, tolerance_px).float(),
             "energy": energy_pointing_game(maps, masks)}
+
+
+def resolution_ceiling(masks: torch.Tensor, grid: int | tuple[int, int],
+                       tolerance_px: int = ZHANG_TOLERANCE_PX) -> dict[str, torch.Tensor]:
+    """Deprecated name of :func:`mask_pooled_reference` (it is no ceiling)."""
+    return mask_pooled_reference(masks, grid, tolerance_px)
+
+
+def energy_ceiling(masks: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
+    """The exact maximum ``(N,)`` of :func:`energy_pointing_game` over every non-negative map
+    on ``grid``, displayed as a CAM is (bilinear upsampling, ``align_corners=False``, to the
+    masks' size).
+
+    Derivation: with ``U`` the upsampling (linear), ``energy(U m) = <m, a> / <m, b>`` with
+    ``a = U^T mask``, ``b = U^T 1`` (:func:`upsample_adjoint`), a ratio of two linear functions
+    of ``m >= 0``. It equals ``sum_k w_k (a_k / b_k)`` with weights ``w_k = m_k b_k / <m, b>``
+    summing to 1: a weighted mean of the per-cell ratios, so it is at most
+    ``max_k a_k / b_k``, reached by the one-cell map on the best cell (a vertex of the set of
+    maps). :func:`gradcam_edu.cams.finalize` only rescales a one-cell map (ReLU and min-max
+    leave ``e_k / (1 + eps)``), which the ratio ignores; and every finalised map is itself a
+    non-negative map on the grid, so no CAM can exceed it. On a 1 x 1 grid it is the mask's
+    area fraction (the flat map's score).
+    """
+    _check_masks(masks)
+    size = _grid_size(grid)
+    on = upsample_adjoint(masks.float(), size).double()
+    total = upsample_adjoint(torch.ones_like(masks[:1], dtype=torch.float32), size).double()
+    return (on / total.clamp(min=1e-300)).flatten(1).max(dim=1).values.clamp(0, 1).float()
+
+
+def _grid_size(grid: int | tuple[int, int]) -> tuple[int, int]:
+    size = (grid, grid) if isinstance(grid, int) else tuple(grid)
+    if len(size) != 2 or not all(isinstance(v, int) and v >= 1 for v in size):
+        raise ValueError(f"grid: expected an int >= 1 or (rows, cols), got {grid!r}")
+    return size
+
+
+@functools.lru_cache(maxsize=64)
+def _peak_span(cells: int, pixels: int) -> tuple[int, int]:
+    """First and last pixel along an axis of ``pixels`` at which a map on ``cells`` cells can
+    peak: where :func:`peak_location` puts the peak of the first / last one-cell map."""
+    ends = torch.zeros(2, cells, 1, dtype=torch.float64)
+    ends[0, 0, 0] = ends[1, -1, 0] = 1.0
+    rows, _ = peak_location(finalize(ends, (pixels, 1)))
+    return int(rows[0]), int(rows[1])
+
+
+def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
+    """``masks`` ``(N, H, W)`` bool grown by a Euclidean disc of ``radius`` pixels: a pixel is
+    set when a mask pixel lies within ``radius`` of it (the tolerance of the pointing game).
+    One 1-D max-pool per row offset of the disc, so it costs O(radius) passes."""
+    if not isinstance(radius, int) or radius < 0:
+        raise ValueError(f"radius: expected an int >= 0 (pixels), got {radius!r}")
+    n, h, w = masks.shape
+    m = masks.float().reshape(n * h, 1, w)
+    out = torch.zeros(n, h, w, dtype=torch.bool, device=masks.device)
+    for dy in range(-min(radius, h - 1), min(radius, h - 1) + 1):   # shifts within the image
+        half = math.isqrt(radius * radius - dy * dy)
+        row = F.max_pool1d(m, 2 * half + 1, stride=1, padding=half).reshape(n, h, w) > 0
+        if dy > 0:
+            out[:, dy:] |= row[:, :h - dy]
+        elif dy < 0:
+            out[:, :h + dy] |= row[:, -dy:]
+        else:
+            out |= row
+    return out
+
+
+def pointing_ceiling(masks: torch.Tensor, grid: int | tuple[int, int],
+                     tolerance_px: int = 0, dilated: torch.Tensor | None = None,
+                     ) -> torch.Tensor:
+    """1.0 ``(N,)`` where some non-negative map on ``grid``, displayed as a CAM is (bilinear,
+    ``align_corners=False``), can win the pointing game (within ``tolerance_px``), else 0.0.
+
+    Derivation, per axis (the upsampling is separable): a pixel whose source coordinate lies
+    before the first cell centre is clamped onto it, so all pixels of that edge band carry the
+    same value in every map, and :func:`peak_location` gives their tie to the one nearest the
+    image centre; likewise at the far end. No map can peak in those bands, so the peak lies
+    in the rectangle between the two innermost band pixels (:func:`_peak_span`: the peaks of
+    the edge one-cell maps). Inside it every pixel is reachable when the grid has 3 or more
+    cells along some axis: set the 2 x 2 cells around the pixel to a plane that rises away
+    from the image centre by just under :data:`PEAK_TIE` of the range, the other cells to 0;
+    the tied set is then a half-plane whose pixel nearest the centre is the chosen one
+    (checked pixel by pixel in ``tests/test_metrics.py``). With clearly separated values, the
+    peak sits at a pixel next to a cell centre, so much of the rectangle is reached only by
+    maps whose top cells agree to 1e-4; on 2 x 2 (or smaller) grids this is an upper bound.
+    ``dilated``: ``dilate(masks, tolerance_px)`` when already computed (grid-independent).
+    """
+    _check_masks(masks)
+    (gh, gw), (h, w) = _grid_size(grid), masks.shape[-2:]
+    m = dilate(masks, tolerance_px) if dilated is None else dilated
+    (y0, y1), (x0, x1) = _peak_span(gh, h), _peak_span(gw, w)
+    return m[:, y0:y1 + 1, x0:x1 + 1].flatten(1).any(dim=1).float()
+
+
+def grid_ceiling(masks: torch.Tensor, grid: int | tuple[int, int],
+                 tolerance_px: int = ZHANG_TOLERANCE_PX, dilated: torch.Tensor | None = None,
+                 ) -> dict[str, torch.Tensor]:
+    """The true ceilings ``(N,)`` of a map on ``grid``: ``pointing`` (strict),
+    ``pointing_tol`` (within ``tolerance_px``; ``dilated`` as for :func:`pointing_ceiling`)
+    and ``energy`` (:func:`pointing_ceiling`, :func:`energy_ceiling`)."""
+    return {"pointing": pointing_ceiling(masks, grid),
+            "pointing_tol": pointing_ceiling(masks, grid, tolerance_px, dilated),
+            "energy": energy_ceiling(masks, grid)}
+
+
+def _clarity_values(maps: torch.Tensor) -> torch.Tensor:
+    """``(N, n)`` float64 non-negative pixel values of maps ``(N, H, W)`` / ``(N, 1, H, W)``."""
+    if not isinstance(maps, torch.Tensor) or maps.ndim not in (3, 4) or (
+            maps.ndim == 4 and maps.shape[1] != 1):
+        raise ValueError("maps: expected a tensor (N, H, W) or (N, 1, H, W), got "
+                         f"{getattr(maps, 'shape', type(maps).__name__)}")
+    if not maps.is_floating_point():
+        raise TypeError(f"maps: expected a floating-point tensor, got {maps.dtype}")
+    if not bool(torch.isfinite(maps).all()):
+        raise ValueError("maps: contain NaN or infinite values")
+    if maps[0].numel() < 2:
+        raise ValueError(f"maps: expected at least 2 pixels per map, got {maps[0].numel()}")
+    return maps.reshape(maps.shape[0], -1).double().clamp(min=0)
+
+
+def gini(maps: torch.Tensor) -> torch.Tensor:
+    """Clarity (concentration) ``(N,)`` of maps ``(N, H, W)`` or ``(N, 1, H, W)``: the Gini
+    coefficient of each map's non-negative pixel values ``x``, sorted ascending,
+    ``G = sum_i (2i - n - 1) x_(i) / (n sum_i x_i)`` (i = 1 .. n): 0 for a flat map,
+    ``(n - 1) / n`` when one pixel holds all the mass; unchanged by scaling and by moving
+    pixels. Negative values count as 0; an all-zero map has no mass to spread: NaN."""
+    x = _clarity_values(maps).sort(dim=1).values
+    n = x.shape[1]
+    rank = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)
+    total = x.sum(dim=1)
+    g = ((2 * rank - n - 1) * x).sum(dim=1) / (n * total.clamp(min=1e-300))
+    return torch.where(total > 0, g, torch.full_like(g, math.nan)).float()
+
+
+def map_entropy(maps: torch.Tensor) -> torch.Tensor:
+    """Spread ``(N,)`` in [0, 1] of maps ``(N, H, W)`` or ``(N, 1, H, W)``: the Shannon entropy
+    of ``p = x / sum x`` (``x`` the non-negative pixel values, ``0 log 0 = 0``) divided by
+    ``log n``: 1 for a flat map, 0 when one pixel holds all the mass (the opposite direction
+    to :func:`gini`). Negative values count as 0; an all-zero map gets NaN."""
+    x = _clarity_values(maps)
+    total = x.sum(dim=1, keepdim=True)
+    p = x / total.clamp(min=1e-300)
+    h = -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(dim=1) / math.log(x.shape[1])
+    return torch.where(total[:, 0] > 0, h.clamp(0, 1), torch.full_like(h, math.nan)).float()
 
 
 # ----------------------------------------------------------------------------- uncertainty

@@ -105,10 +105,18 @@ def relu_calls(block: nn.Module) -> int:
     return 3 if branch_end(block) == "bn3" else 2
 
 
+SUM_POINT = "pre_relu"
+"""Name of the optional ``nn.Identity`` child of a block that :func:`block_forward` applies to
+``branch + skip`` before the final ReLU, so that the sum can be hooked by name
+(:func:`gradcam_edu.variants.with_sum_points`)."""
+
+
 def block_forward(block: nn.Module, x: torch.Tensor, skip_gradient: bool = True) -> torch.Tensor:
     """A residual block's forward, written out: ``relu(branch(x) + skip(x))``.
 
-    The same values as ``block(x)``; with ``skip_gradient=False`` the skip is added detached,
+    The same values as ``block(x)``; when the block has an identity child named
+    :data:`SUM_POINT`, the sum passes through it (same values, a hookable point); with
+    ``skip_gradient=False`` the skip is added detached,
     so in the backward pass no gradient flows through the skip connection.
     """
     identity = x if block.downsample is None else block.downsample(x)
@@ -120,7 +128,9 @@ def block_forward(block: nn.Module, x: torch.Tensor, skip_gradient: bool = True)
         out = block.bn3(block.conv3(out))
     else:
         out = block.bn2(block.conv2(out))
-    return block.relu(out + identity)
+    total = out + identity
+    sum_point = getattr(block, SUM_POINT, None)     # an nn.Identity added to be hooked
+    return block.relu(total if sum_point is None else sum_point(total))
 
 
 def stem_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,9 @@ against that object's mask. Per batch of images there is ONE forward for all lay
 backward per object slot (two at most: the shapes images hold 1 or 2 objects), reused by
 every method. Scores per pair (:mod:`gradcam_edu.metrics`): pointing game strict and within
 15 px, energy pointing game, and on 2-object images the target share (class discrimination:
-the map of class A should put its mass on A, not on B); beside each layer, the resolution
-ceiling of its grid and the trivial baselines (centre, uniform). Differences between two
+the map of class A should put its mass on A, not on B), and the clarity of the map (Gini);
+beside each layer, the true ceiling of its grid (the best any map on it can score) and the
+trivial baselines (centre, uniform). Differences between two
 layers are paired (same pairs) and bootstrapped by image
 (:func:`gradcam_edu.metrics.paired_bootstrap`).
 """
@@ -34,7 +35,10 @@ from .metrics import (
     ZHANG_TOLERANCE_PX,
     baseline_scores,
     centre_map,
+    dilate,
     energy_at_grid,
+    gini,
+    grid_ceiling,
     hits_at,
     paired_bootstrap,
     peak_location,
@@ -45,10 +49,11 @@ from .metrics import (
 )
 from .threads import torch_threads
 
-METRICS = ("pointing", "pointing_tol", "energy", "target_share")
-"""Per-pair scores in [0, 1]: strict pointing hit, hit within the tolerance, energy share, and
-on 2-object images the class discrimination (mass on the target / on both objects; NaN for
-pairs from 1-object images)."""
+METRICS = ("pointing", "pointing_tol", "energy", "target_share", "clarity")
+"""Per-pair scores in [0, 1]: strict pointing hit, hit within the tolerance, energy share, on
+2-object images the class discrimination (mass on the target / on both objects; NaN for
+pairs from 1-object images), and the clarity (concentration) of the displayed map: its Gini
+coefficient (:func:`gradcam_edu.metrics.gini`; NaN for an all-zero map)."""
 BASELINE = "(baseline)"
 
 
@@ -57,9 +62,12 @@ class Scoreboard:
     """Per-pair scores of a scoreboard run.
 
     ``scores[(layer, method)][metric]``: ``(P,)`` float over the P (image, class) pairs
-    (metrics: :data:`METRICS`); ``ceilings[layer][metric]`` the resolution ceiling of the
-    layer's grid; ``baselines``: ``centre_pointing``, ``centre_pointing_tol``,
-    ``centre_energy``, ``uniform_energy``, ``centre_target_share``, ``uniform_target_share``;
+    (metrics: :data:`METRICS`); ``ceilings[layer][metric]`` the true ceiling of the layer's
+    grid per pair (:func:`gradcam_edu.metrics.grid_ceiling`: the best any map on that grid
+    can score, for ``pointing``, ``pointing_tol``, ``energy``) and, under ``reference_*``, the
+    score of the mask pooled to the grid (a reference, not a bound); ``baselines``:
+    ``centre_pointing``, ``centre_pointing_tol``, ``centre_energy``, ``uniform_energy``,
+    ``centre_target_share``, ``uniform_target_share``;
     ``image_index`` / ``target_class`` ``(P,)``: where each pair comes from (pairs are in
     image order, then object order, whatever the batch size).
     """
@@ -230,13 +238,16 @@ def _score_layers(cap, layers, methods, local, mask, other, two, size, tolerance
     """Score the pairs of one backward (images ``local`` of the batch) at every layer and
     method, appending to ``per``, ``ceilings`` and ``grids``."""
     by_grid: dict[tuple[int, int], tuple] = {}   # ceiling, U^T mask/ones, U^T other
+    dilated = dilate(mask, tolerance_px)         # the same for every grid
     for layer in layers:
         A = cap.activations[layer].detach()[local]
         G = cap.gradients[layer][local]
         grid = grids[layer] = tuple(A.shape[-2:])
         if grid not in by_grid:
+            reference = resolution_ceiling(mask, grid, tolerance_px)
             by_grid[grid] = (
-                resolution_ceiling(mask, grid, tolerance_px),
+                {**grid_ceiling(mask, grid, tolerance_px, dilated),
+                 **{f"reference_{k}": v for k, v in reference.items()}},
                 (upsample_adjoint(mask.float(), grid),
                  upsample_adjoint(torch.ones_like(mask, dtype=torch.float32), grid)),
                 upsample_adjoint(other.float(), grid))
@@ -245,8 +256,10 @@ def _score_layers(cap, layers, methods, local, mask, other, two, size, tolerance
             ceilings.setdefault(layer, {}).setdefault(k, []).append(v)
         for method in methods:
             low = finalize(raw_map(method, A, G))        # displayed map, at the layer grid
-            ys, xs = peak_location(upsample(low, size))
+            shown = upsample(low, size)
+            ys, xs = peak_location(shown)
             out = per[(layer, method)]
+            out["clarity"].append(gini(shown))
             out["pointing"].append(hits_at(ys, xs, mask).float())
             out["pointing_tol"].append(hits_at(ys, xs, mask, tolerance_px).float())
             out["energy"].append(energy_at_grid(low, mask, adjoints))

@@ -1,334 +1,295 @@
-"""The source post's three claims as measurements, and a rule that states each one's verdict.
+"""The source post's claims as measured effects, and a rule that states each one's verdict.
 
-Each claim has the form "maps are clearer under setting X than under setting Y, because of a
-cause". Settings are dicts of *factors* (``depth``, ``head``, ``layer``, ``skip_gradient``).
-Two paired comparisons are measured on the same (image, class) pairs, each the mean
-difference ``score(X) - score(Y)`` of a localisation score (default: the energy pointing game)
-with its 95% paired-bootstrap interval over images (:func:`gradcam_edu.metrics.paired_bootstrap`):
+Each claim says "maps are better under setting X than under setting Y, because of a cause".
+Settings are dicts of factors (:mod:`gradcam_edu.evidence`: ``depth``, ``head``, ``layer``,
+``skip_gradient``). An :class:`Effect` is the mean of a per-pair contrast of scores (e.g.
+``score(X) - score(Y)``) over the same (image, class) pairs of every training seed, with a
+95% interval from a two-stage bootstrap that resamples seeds and images
+(:func:`seed_bootstrap`), so that it covers retraining as well as the choice of images.
 
-* the **source** comparison: the two settings the post compared (they may differ in several
-  factors at once);
-* the **isolated** comparison: two settings that differ in the claimed cause and nothing else
-  (when the source comparison already changes only the cause, it is its own isolated one).
-
-The rule (:func:`judge`), with ``margin`` the smallest difference that counts (default 0):
+**The rule** (:func:`judge`), with ``margin`` the smallest effect that counts
+(:func:`seed_margin`: how much retraining alone moves a setting's mean score):
 
 =============  ==============================================================================
-supported      the isolated interval lies above ``margin``: the cause alone makes maps clearer
-confounded     the isolated interval does not, but the source interval does: the difference
-               the post saw is real, and comes from the other factors that changed with it
-unsupported    neither interval lies above ``margin``: no measurable effect, or the opposite
+supported      every *isolated* effect (the cause changed alone, in each setting of the other
+               factors that was measured) lies above ``margin``
+mixed          some isolated effects lie above ``margin``, others do not: it depends on the
+               setting, and the reason names where it holds
+confounded     no isolated effect lies above ``margin``, but the post's *source* comparison
+               does, and it changes the cause together with other factors: the difference the
+               post saw is real and comes from those other factors
+unsupported    no isolated effect lies above ``margin`` (nor a source comparison that varies the
+               cause with other factors)
 =============  ==============================================================================
 
-:func:`measure_claims` runs every comparison on a trained torchvision-style ResNet
-(:func:`claim_boards` scores the settings once, :func:`judge_claims` judges them for one
-metric), with the model variants it needs built here: :func:`random_head` (the post's
-examples 1-2 replaced the trained ``fc`` by a random one) and :func:`without_skip_gradient`
-(the same forward, but no gradient flows back through any skip connection).
+An isolated effect must change the cause and nothing else, and a source comparison must vary
+the cause (else :func:`judge` raises). An effect fixed by the structure of the network (e.g.
+removing skip gradients cannot change the gradient at ``layer4.1.conv2``, which no skip
+reaches) is a :func:`derived` effect: it carries its derivation and no interval, and is
+reported as a derivation, never as a measurement.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import textwrap
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
-from . import resnet
-from .metrics import paired_bootstrap
-from .scoreboard import METRICS, scoreboard
-from .truncate import truncate
+from .evidence import Evidence
 
-VERDICTS = ("supported", "unsupported", "confounded")
+VERDICTS = ("supported", "mixed", "confounded", "unsupported")
 
 
-# ----------------------------------------------------------------------------- comparisons
 def changed_factors(x: Mapping[str, str], y: Mapping[str, str]) -> list[str]:
-    """Names of the factors whose values differ between two settings (sorted).
-
-    A factor present in one setting only counts as changed.
-    """
+    """Names of the factors whose values differ between two settings (sorted); a factor
+    present in one setting only counts as changed."""
     return sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """``score(clearer) - score(other)`` over the same pairs, with its 95% interval.
+def _fmt(v: float) -> str:
+    return f"{round(v, 3) + 0.0:+.3f}"          # + 0.0: a rounded -0.0 prints as +0.000
 
-    ``clearer``: the setting the claim says gives clearer maps; ``other``: the one it is
-    compared with. ``difference``, ``low``, ``high``: mean difference and its bootstrap
-    interval (positive = the claim's direction); ``pairs`` / ``images``: how many (image,
-    class) pairs and images were scored.
-    """
+
+@dataclass(frozen=True)
+class Effect:
+    """A contrast of scores over the same pairs: ``difference`` and its 95% interval
+    [``low``, ``high``] (positive: the claim's direction), ``per_seed`` means, and how many
+    ``pairs``, ``images`` and ``seeds`` it covers. ``clearer`` / ``other``: the two settings
+    of a simple comparison (None for a main effect or an interaction). ``derivation``: set
+    for an effect fixed at 0 by the network's structure (then no interval is measured)."""
 
     label: str
-    clearer: dict[str, str]
-    other: dict[str, str]
     metric: str
     difference: float
     low: float
     high: float
-    pairs: int
-    images: int
+    per_seed: tuple[float, ...] = ()
+    pairs: int = 0
+    images: int = 0
+    seeds: int = 0
+    clearer: dict[str, str] | None = None
+    other: dict[str, str] | None = None
+    derivation: str | None = None
 
     @property
     def changed(self) -> list[str]:
-        """The factors that differ between the two settings."""
+        """The factors that differ between the two settings (empty for a general contrast)."""
+        if self.clearer is None or self.other is None:
+            return []
         return changed_factors(self.clearer, self.other)
 
     def shows_effect(self, margin: float = 0.0) -> bool:
-        """True when the whole 95% interval lies above ``margin`` (the claim's direction)."""
-        return self.low > margin
+        """True when the whole interval lies above ``margin`` (never for a derived effect)."""
+        return self.derivation is None and self.low > margin
+
+    def shows_opposite(self, margin: float = 0.0) -> bool:
+        """True when the whole interval lies below ``-margin``."""
+        return self.derivation is None and self.high < -margin
 
     def text(self) -> str:
-        """``+0.123 [+0.100, +0.150]``: the difference and its interval, 3 decimals."""
-        def fmt(v: float) -> str:
-            return f"{round(v, 3) + 0.0:+.3f}"      # + 0.0: a rounded -0.0 prints as +0.000
+        """``+0.123 [+0.100, +0.150]`` (3 decimals), or ``0 by derivation`` when derived."""
+        if self.derivation is not None:
+            return "0 by derivation"
+        return f"{_fmt(self.difference)} [{_fmt(self.low)}, {_fmt(self.high)}]"
 
-        return f"{fmt(self.difference)} [{fmt(self.low)}, {fmt(self.high)}]"
+
+def derived(label: str, clearer: Mapping[str, str], other: Mapping[str, str], metric: str,
+            derivation: str) -> Effect:
+    """An effect that is exactly 0 because of the network's structure; ``derivation`` says
+    why (shown in full wherever the effect is reported)."""
+    if not derivation:
+        raise ValueError("derivation: expected the argument that makes the effect 0")
+    return Effect(label, metric, 0.0, 0.0, 0.0, clearer=dict(clearer), other=dict(other),
+                  derivation=derivation)
 
 
-def compare(scores_clearer: torch.Tensor, scores_other: torch.Tensor,
-            clearer: Mapping[str, str], other: Mapping[str, str], metric: str = "energy",
-            groups: torch.Tensor | None = None, n_boot: int = 2000, seed: int = 0,
-            label: str = "") -> Comparison:
-    """Paired comparison of two settings scored on the same items.
-
-    ``scores_clearer``, ``scores_other`` ``(M,)``: per-pair scores of the two settings, item i
-    of one paired with item i of the other; pairs where either score is NaN are left out.
-    ``groups`` ``(M,)``: the image of each pair, so that the pairs of one image are resampled
-    together (default: every pair is its own image).
-    """
-    a = torch.as_tensor(scores_clearer, dtype=torch.float64).reshape(-1)
-    b = torch.as_tensor(scores_other, dtype=torch.float64).reshape(-1)
-    if a.shape != b.shape:
-        raise ValueError(f"scores_other: expected {a.numel()} scores paired with scores_clearer,"
-                         f" got {b.numel()}")
-    g = (torch.arange(a.numel()) if groups is None
-         else torch.as_tensor(groups).reshape(-1))
-    if g.numel() != a.numel():
-        raise ValueError(f"groups: expected one image id per pair ({a.numel()}), got {g.numel()}")
-    keep = ~(torch.isnan(a) | torch.isnan(b))
+# ----------------------------------------------------------------------------- intervals
+def seed_bootstrap(diff: torch.Tensor, groups: torch.Tensor, n_boot: int = 2000,
+                   seed: int = 0) -> tuple[float, float, float, tuple[float, ...]]:
+    """Mean of a per-pair contrast ``diff`` ``(S, P)`` (S seeds, the same P pairs each) and
+    its 95% two-stage bootstrap interval: each resample draws S seeds with replacement and the
+    images (``groups`` ``(P,)``, the pairs of one image stay together) with replacement, and
+    averages the drawn seeds' means over the drawn images. NaN entries (a metric that does not
+    apply to a pair) are left out. Returns ``(mean, low, high, per-seed means)``."""
+    d = torch.as_tensor(diff, dtype=torch.float64)
+    d = d[None] if d.ndim == 1 else d
+    if d.ndim != 2 or d.shape[1] != len(groups):
+        raise ValueError(f"diff: expected (seeds, {len(groups)}) contrasts, got {tuple(d.shape)}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot: expected an int >= 1, got {n_boot}")
+    keep = ~torch.isnan(d).any(0)
     if not keep.any():
-        raise ValueError("scores_clearer, scores_other: no pair has two finite scores")
-    diff, low, high = paired_bootstrap(a[keep], b[keep], n_boot, seed, groups=g[keep])
-    return Comparison(label=label, clearer=dict(clearer), other=dict(other), metric=metric,
-                      difference=diff, low=low, high=high, pairs=int(keep.sum()),
-                      images=int(torch.unique(g[keep]).numel()))
+        raise ValueError("diff: no pair has a finite contrast")
+    d = d[:, keep]
+    _, gid = torch.unique(torch.as_tensor(groups)[keep], return_inverse=True)
+    k = int(gid.max()) + 1
+    sums = torch.zeros(d.shape[0], k, dtype=torch.float64).index_add_(1, gid, d)
+    counts = torch.zeros(k, dtype=torch.float64).index_add_(0, gid, torch.ones(len(gid),
+                                                                           dtype=torch.float64))
+    gen = torch.Generator().manual_seed(seed)
+    imgs = torch.randint(0, k, (n_boot, k), generator=gen)
+    seeds = torch.randint(0, d.shape[0], (n_boot, d.shape[0]), generator=gen)
+    per_boot = sums[:, imgs].sum(-1) / counts[imgs].sum(-1)          # (S, n_boot)
+    means = per_boot.gather(0, seeds.T).mean(0)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64))
+    per_seed = tuple(float(v) for v in d.mean(1))
+    return float(d.mean()), float(low), float(high), per_seed
+
+
+def contrast(ev: Evidence, weights: Mapping[str, float] | Sequence[tuple[Mapping, float]],
+             metric: str, label: str, n_boot: int = 2000, seed: int = 0) -> Effect:
+    """The effect of a linear contrast ``sum_s w_s * score(s)`` of settings, per pair, over
+    every seed of ``ev``: ``weights`` as ``[(setting, w), ...]``. Main effects and
+    interactions of a factorial design are such contrasts (:func:`factorial_effects`)."""
+    items = list(weights.items()) if isinstance(weights, Mapping) else list(weights)
+    if not items:
+        raise ValueError("weights: expected at least one (setting, weight)")
+    total = sum(w * ev.get(s, metric).double() for s, w in items)
+    mean, low, high, per_seed = seed_bootstrap(total, ev.image_index, n_boot, seed)
+    keep = ~torch.isnan(total).any(0)
+    return Effect(label, metric, mean, low, high, per_seed, pairs=int(keep.sum()),
+                  images=int(torch.unique(ev.image_index[keep]).numel()), seeds=len(ev.seeds))
+
+
+def effect(ev: Evidence, clearer: Mapping[str, str], other: Mapping[str, str], metric: str,
+           label: str = "", n_boot: int = 2000, seed: int = 0) -> Effect:
+    """``score(clearer) - score(other)``: a simple comparison of two measured settings."""
+    e = contrast(ev, [(clearer, 1.0), (other, -1.0)], metric, label, n_boot, seed)
+    return Effect(**{**e.__dict__, "clearer": dict(clearer), "other": dict(other)})
+
+
+def seed_margin(ev: Evidence, metric: str) -> float:
+    """The smallest effect that counts for ``metric``: the median, over every measured
+    setting, of the standard deviation across training seeds of the setting's mean score
+    (how much retraining alone moves a score), rounded up to 0.005. Needs 2 seeds or more."""
+    if len(ev.seeds) < 2:
+        raise ValueError(f"ev: a margin from seed variation needs >= 2 seeds, got {ev.seeds}")
+    sds = [float(t.double().nanmean(1).std()) for t in
+           (per[metric] for per in ev.scores.values()) if not torch.isnan(t).all()]
+    sd = float(torch.tensor(sds, dtype=torch.float64).quantile(0.5))
+    return math.ceil(sd / 0.005 - 1e-9) * 0.005
 
 
 # ----------------------------------------------------------------------------- the rule
-def judge(cause: str, source: Comparison, isolated: Comparison | None = None,
-          margin: float = 0.0) -> tuple[str, str]:
-    """The verdict on a claim, and the reason in one sentence built from the numbers.
+def _check_isolated(cause: str, isolated: Sequence[Effect]) -> None:
+    if not isolated:
+        raise ValueError(f"isolated: expected at least one effect of {cause!r} alone")
+    for e in isolated:
+        if e.changed != [cause]:
+            raise ValueError(f"isolated: {e.label!r} must change only the claimed cause "
+                             f"{cause!r}, but it changes {e.changed or 'no named setting'}")
 
-    ``cause``: the factor the claim names; ``source``: the comparison the post made;
-    ``isolated``: a comparison that changes ``cause`` only (None when ``source`` already
-    does). Returns ``(verdict, reason)``, verdict one of :data:`VERDICTS` (see the module
-    docstring for the rule).
+
+def judge(cause: str, isolated: Sequence[Effect], source: Effect | None = None,
+          margin: float = 0.0) -> tuple[str, str]:
+    """The verdict on a claim (one of :data:`VERDICTS`) and the reason in one sentence.
+
+    ``cause``: the factor the claim names; ``isolated``: effects that change ``cause`` alone
+    (one per setting of the other factors); ``source``: the comparison the post made (None
+    when it made none that varies the cause). See the module docstring for the rule.
     """
-    if isolated is None:
-        if source.changed != [cause]:
-            raise ValueError(f"isolated: the source comparison changes {source.changed}, not "
-                             f"only {cause!r}; give a comparison that changes {cause!r} alone")
-        isolated = source
-    if isolated.changed != [cause]:
-        raise ValueError(f"isolated: must change only the claimed cause {cause!r}, but it "
-                         f"changes {isolated.changed}")
+    _check_isolated(cause, isolated)
     if not math.isfinite(margin) or margin < 0:
         raise ValueError(f"margin: expected a finite number >= 0, got {margin}")
-    iso = f"{cause} alone: {isolated.text()}"
-    if isolated.shows_effect(margin):
-        return "supported", f"{iso}, the interval lies above {margin:g}."
-    how = "the opposite holds" if isolated.high < -margin else "no measurable effect"
-    if isolated is source:
-        return "unsupported", f"{iso}, {how}."
-    src = f"the source comparison ({source.text()})"
-    others = [f for f in source.changed if f != cause]
-    if source.shows_effect(margin):
-        return "confounded", (f"{iso}, {how}; {src} is real, so it comes with the other "
-                              f"change(s): {', '.join(others) or 'other factors'}.")
-    src_how = "the opposite" if source.high < -margin else "no measurable effect"
-    return "unsupported", f"{iso}, {how}; {src} shows {src_how} either."
+    if source is not None and cause not in source.changed:
+        raise ValueError(f"source: {source.label!r} changes {source.changed}, not the claimed "
+                         f"cause {cause!r}, so it cannot test the claim; pass source=None")
+    above = [e for e in isolated if e.shows_effect(margin)]
+    parts = "; ".join(f"{e.label}: {e.text()}" for e in isolated)
+    bar = f"margin {margin:g}"
+    if len(above) == len(isolated):
+        return "supported", f"{cause} alone, every setting above the {bar} ({parts})."
+    if above:
+        where = ", ".join(e.label for e in above)
+        return "mixed", f"{cause} alone is above the {bar} only at {where} ({parts})."
+    how = ("the opposite holds" if all(e.shows_opposite(margin) or e.derivation
+                                       for e in isolated) else "no effect above the margin")
+    if source is not None and len(source.changed) > 1 and source.shows_effect(margin):
+        others = [f for f in source.changed if f != cause]
+        return "confounded", (f"{cause} alone: {how} ({parts}); the post's comparison "
+                              f"({source.text()}) is real, so it comes with {', '.join(others)}.")
+    src = f"; the post's comparison: {source.text()}" if source is not None else ""
+    return "unsupported", f"{cause} alone: {how} ({parts}){src}."
 
 
 @dataclass
 class Claim:
-    """One claim of the post, measured: ``verdict`` in :data:`VERDICTS` and its ``reason``."""
+    """One claim judged on one ``metric``: ``verdict`` in :data:`VERDICTS` and its
+    ``reason``, from ``isolated`` effects and an optional ``source`` comparison."""
 
     key: str
     statement: str
     cause: str
-    source: Comparison
-    isolated: Comparison | None
+    metric: str
+    isolated: list[Effect]
+    source: Effect | None = None
     margin: float = 0.0
     verdict: str = field(init=False)
     reason: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.verdict, self.reason = judge(self.cause, self.source, self.isolated, self.margin)
+        self.verdict, self.reason = judge(self.cause, self.isolated, self.source, self.margin)
 
-    def comparisons(self) -> list[Comparison]:
-        """The source comparison, then the isolated one when it is a different comparison."""
-        return [self.source] + ([self.isolated] if self.isolated is not None else [])
-
-
-STATEMENTS = {
-    "a": "Grad-CAM inside a residual block (layer4.1.conv2) is noisy because gradient also "
-         "flows through the skip connection",
-    "b": "Grad-CAM at the first convolution (conv1) gives clearer maps than inside the last "
-         "block",
-    "c": "Cutting the network after layer4.0 gives clearer maps",
-}
-"""The three claims of the source post, in the course's words."""
+    def effects(self) -> list[Effect]:
+        """The source comparison (when there is one), then the isolated effects (the source
+        once, when it is also one of them)."""
+        head = [self.source] if self.source is not None else []
+        return head + [e for e in self.isolated if e is not self.source]
 
 
-def format_claims(claims: Sequence[Claim], width: int = 96) -> str:
-    """A plain-text report, lines at most ``width`` characters: per claim its comparisons
-    (difference and 95% interval, 3 decimals; the factors they change), the verdict and the
-    reason."""
+def format_claims(claims: Sequence[Claim], width: int = 100) -> str:
+    """A plain-text report (lines at most ``width`` characters): per claim its effects, the
+    verdict with its reason, and for derived effects the derivation."""
     lines = []
     for c in claims:
-        lines += textwrap.wrap(f"({c.key}) {c.statement}", width, subsequent_indent="    ")
-        for comp in c.comparisons():
-            kind = "isolated" if comp is c.isolated else (
-                "source" if c.isolated is not None else "one factor")
-            lines.append(f"    {kind:<11}{comp.label:<40} {comp.text()}")
-            lines.append(f"    {'':<11}changes: {', '.join(comp.changed)}")
-        lines += textwrap.wrap(f"verdict: {c.verdict.upper()}. {c.reason}", width,
-                               initial_indent="    ", subsequent_indent="      ")
+        lines += textwrap.wrap(f"({c.key}) {c.statement} [{c.metric}, margin {c.margin:g}]",
+                               width, subsequent_indent="    ")
+        for e in c.effects():
+            kind = "isolated" if e is not c.source else (
+                "source=iso" if any(e is i for i in c.isolated) else "source")
+            lines.append(f"    {kind:<11}{e.label:<46} {e.text()}")
+            if e.derivation:
+                lines += textwrap.wrap(f"derivation: {e.derivation}", width,
+                                       initial_indent=" " * 15, subsequent_indent=" " * 15)
+        lines += textwrap.wrap(f"verdict: {c.verdict.upper()}", width, initial_indent="    ")
     if claims:
-        first = claims[0].source
+        e = next(e for c in claims for e in c.effects() if e.derivation is None)
         lines += textwrap.wrap(
-            f"{first.metric}: mean paired difference X - Y over {first.pairs} (image, class) "
-            f"pairs from {first.images} images; 95% intervals: paired bootstrap over images",
+            f"mean paired difference over {e.pairs} (image, class) pairs from {e.images} images"
+            f" and {e.seeds} training seeds; 95% intervals: bootstrap over seeds and images",
             width)
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- model variants
-def random_head(model: nn.Module, seed: int = 0) -> nn.Module:
-    """A deep copy of ``model`` whose ``fc`` is a fresh ``nn.Linear`` of the same shape,
-    initialised under ``seed`` (the post's ``model.fc = nn.Linear(512, 1000)``)."""
-    fc = getattr(model, "fc", None)
-    if not isinstance(fc, nn.Linear):
-        raise TypeError(f"model: expected a linear head named fc, got {type(fc).__name__}")
-    out = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        out.fc = nn.Linear(fc.in_features, fc.out_features, device=fc.weight.device,
-                           dtype=fc.weight.dtype)
-    return out.train(model.training)
+def format_effects(effects: Sequence[Effect], width: int = 100) -> str:
+    """One line per effect: label, difference [95% interval], and the per-seed means."""
+    w = max(len(e.label) for e in effects) + 2
+    out = []
+    for e in effects:
+        seeds = "  ".join(_fmt(v) for v in e.per_seed)
+        out.append(f"{e.label:<{w}}{e.text():<26}seeds: {seeds}"[:width].rstrip())
+    return "\n".join(out)
 
 
-def _forward_without_skip_gradient(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return resnet.block_forward(self, x, skip_gradient=False)
-
-
-def without_skip_gradient(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` whose residual blocks add a *detached* skip.
-
-    The forward pass computes exactly the same values (same activations, same logits); in the
-    backward pass no gradient flows through any skip connection (identity or downsample), so
-    every gradient reaches a layer through residual branches only. Blocks are torchvision
-    ``BasicBlock`` / ``Bottleneck`` (:func:`gradcam_edu.resnet.is_block`), each running
-    ``resnet.block_forward(block, x, skip_gradient=False)``; module names unchanged.
-    """
-    out = copy.deepcopy(model)
-    blocks = [m for m in out.modules() if resnet.is_block(m)]
-    if not blocks:
-        raise TypeError(f"model: {type(model).__name__} has no torchvision residual block "
-                        "(BasicBlock or Bottleneck)")
-    for block in blocks:
-        block.forward = types.MethodType(_forward_without_skip_gradient, block)
-    return out
-
-
-# ----------------------------------------------------------------------------- the measurements
-def _factors(depth: str, head: str, layer: str, skip: str = "on") -> dict[str, str]:
-    return {"depth": depth, "head": head, "layer": layer, "skip_gradient": skip}
-
-
-def claim_boards(model: nn.Module, images: torch.Tensor, masks, classes, head_seed: int = 0,
-                 batch_size: int = 16) -> dict:
-    """The Grad-CAM scoreboards that claims a, b, c are judged on, all on the same pairs.
-
-    ``images``, ``masks``, ``classes``: as for :func:`gradcam_edu.scoreboard.scoreboard` (e.g.
-    from :func:`gradcam_edu.shapes.shapes_sample`). Keys: ``"full"`` (``conv1``,
-    ``layer4.0.conv1``, ``layer4.1.conv2``, ``layer4.1``), ``"random fc"`` (the post's head,
-    seeded by ``head_seed``; ``layer4.1.conv2``), ``"no skip gradient"``
-    (:func:`without_skip_gradient`; ``layer4.1.conv2``) and ``"cut after layer4.0"`` (original
-    ``fc``; ``layer4.0.conv1``).
-    """
-    def run(m: nn.Module, layers: list[str]):
-        return scoreboard(m, images, masks, classes, layers, methods=("gradcam",), n_boot=10,
-                          batch_size=batch_size)
-
-    return {"full": run(model, ["conv1", "layer4.0.conv1", "layer4.1.conv2", "layer4.1"]),
-            "random fc": run(random_head(model, head_seed), ["layer4.1.conv2"]),
-            "no skip gradient": run(without_skip_gradient(model), ["layer4.1.conv2"]),
-            "cut after layer4.0": run(truncate(model, "layer4.0", head="original"),
-                                      ["layer4.0.conv1"])}
-
-
-def judge_claims(boards: Mapping, metric: str = "energy", n_boot: int = 2000, seed: int = 0,
-                 margin: float = 0.0) -> list[Claim]:
-    """Claims a, b, c judged on :func:`claim_boards`' scores for one ``metric`` (a scoreboard
-    metric: ``"energy"``, ``"pointing_tol"``, ``"pointing"``, ``"target_share"``).
-
-    Comparisons (all Grad-CAM, same pairs, intervals bootstrapped over images):
-
-    * (a) source: block output ``layer4.1`` vs ``layer4.1.conv2``; isolated: ``layer4.1.conv2``
-      with the skip gradients removed (:func:`without_skip_gradient`) vs with them.
-    * (b) ``conv1`` vs ``layer4.1.conv2`` (trained head): a one-factor comparison.
-    * (c) source: the post's example 3 (cut after ``layer4.0``, original ``fc``, hooked at
-      ``layer4.0.conv1``) vs its example 1 (full model, random ``fc``, ``layer4.1.conv2``);
-      isolated: cut vs full model, both with the trained ``fc``, both at ``layer4.0.conv1``.
-    """
-    if metric not in METRICS:
-        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
-    groups = boards["full"].image_index
-
-    def s(key, layer):
-        return boards[key].scores[(layer, "gradcam")][metric]
-
-    def cmp(label, sa, a, sb, b):
-        return compare(sa, sb, a, b, metric, groups, n_boot, seed, label)
-
-    trained = "trained fc"
-    a_src = cmp("layer4.1 vs layer4.1.conv2", s("full", "layer4.1"),
-                _factors("full", trained, "layer4.1"), s("full", "layer4.1.conv2"),
-                _factors("full", trained, "layer4.1.conv2"))
-    a_iso = cmp("layer4.1.conv2: skip gradient off vs on",
-                s("no skip gradient", "layer4.1.conv2"),
-                _factors("full", trained, "layer4.1.conv2", "off"),
-                s("full", "layer4.1.conv2"), _factors("full", trained, "layer4.1.conv2"))
-    b_src = cmp("conv1 vs layer4.1.conv2", s("full", "conv1"), _factors("full", trained, "conv1"),
-                s("full", "layer4.1.conv2"), _factors("full", trained, "layer4.1.conv2"))
-    cut = "cut after layer4.0"
-    c_src = cmp("post ex.3 vs post ex.1", s(cut, "layer4.0.conv1"),
-                _factors(cut, trained, "layer4.0.conv1"),
-                s("random fc", "layer4.1.conv2"), _factors("full", "random fc", "layer4.1.conv2"))
-    c_iso = cmp("layer4.0.conv1: cut vs full model", s(cut, "layer4.0.conv1"),
-                _factors(cut, trained, "layer4.0.conv1"),
-                s("full", "layer4.0.conv1"), _factors("full", trained, "layer4.0.conv1"))
-    return [
-        Claim("a", STATEMENTS["a"], "skip_gradient", a_src, a_iso, margin),
-        Claim("b", STATEMENTS["b"], "layer", b_src, None, margin),
-        Claim("c", STATEMENTS["c"], "depth", c_src, c_iso, margin),
-    ]
-
-
-def measure_claims(model: nn.Module, images: torch.Tensor, masks, classes,
-                   metric: str = "energy", n_boot: int = 2000, seed: int = 0,
-                   head_seed: int = 0, margin: float = 0.0, batch_size: int = 16,
-                   ) -> list[Claim]:
-    """Measure claims a, b, c on a trained torchvision-style ResNet-18 with Grad-CAM:
-    :func:`claim_boards` then :func:`judge_claims` (see both for the comparisons)."""
-    boards = claim_boards(model, images, masks, classes, head_seed, batch_size)
-    return judge_claims(boards, metric, n_boot, seed, margin)
+def describe_effects(effects: Sequence[Effect], margin: float) -> str:
+    """One sentence per effect, for prose that must follow from the numbers: whether its
+    interval lies above ``margin``, below ``-margin`` or neither, and on how many seeds the
+    per-seed mean is on the same side."""
+    out = []
+    for e in effects:
+        if e.derivation is not None:
+            out.append(f"{e.label}: 0 by derivation.")
+            continue
+        if e.shows_effect(margin):
+            side, n = "positive beyond the margin", sum(v > margin for v in e.per_seed)
+        elif e.shows_opposite(margin):
+            side, n = "negative beyond the margin", sum(v < -margin for v in e.per_seed)
+        else:
+            side, n = "not distinguishable from 0 at this margin", None
+        seeds = f" (per-seed means beyond it on {n} of {len(e.per_seed)} seeds)" if n is not None \
+            else ""
+        out.append(f"{e.label}: {e.text()}, {side}{seeds}.")
+    return "\n".join(out)

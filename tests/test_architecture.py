@@ -21,8 +21,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gradcam_edu"
 LAYERS = {
     "base": ["targets", "threads", "tables", "images", "resnet", "inputs"],
     "core": ["capture", "cams", "attributions"],
-    "world": ["shapes", "models", "truncate", "weights", "classification", "train"],
-    "evaluation": ["metrics", "faithfulness", "scoreboard", "gradflow", "probes", "verdict"],
+    "world": ["shapes", "models", "truncate", "variants", "weights", "classification", "train"],
+    "evaluation": ["metrics", "faithfulness", "scoreboard", "gradflow", "probes", "evidence",
+                   "sanity", "verdict", "claims", "literature"],
     "display": ["render", "viz", "layers", "session", "explorer"],
     "interface": ["cli_parser", "cli", "__main__", "__init__", "recorded", "exercises"],
 }

@@ -15,7 +15,6 @@ from gradcam_edu.faithfulness import (
 )
 from gradcam_edu.metrics import (
     baseline_scores,
-    ceiling_maps,
     centre_map,
     energy_at_grid,
     energy_pointing_game,
@@ -27,6 +26,9 @@ from gradcam_edu.metrics import (
     target_share,
     uniform_map,
     upsample_adjoint,
+)
+from gradcam_edu.metrics import (
+    mask_pooled_maps as ceiling_maps,
 )
 from gradcam_edu.models import resnet18_narrow
 

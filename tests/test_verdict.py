@@ -1,213 +1,185 @@
-"""The verdict rule on synthetic score arrays, and the model variants it measures with."""
+"""The verdict rule, the seed-and-image bootstrap and the contrasts, on hand-built evidence."""
 
 import pytest
 import torch
-from torchvision.models.resnet import Bottleneck
 
-from gradcam_edu import resnet
-from gradcam_edu.capture import capture
+from gradcam_edu.evidence import Evidence, setting, setting_key
 from gradcam_edu.verdict import (
     VERDICTS,
     Claim,
+    Effect,
     changed_factors,
-    compare,
+    contrast,
+    derived,
+    effect,
     format_claims,
+    format_effects,
     judge,
-    measure_claims,
-    random_head,
-    without_skip_gradient,
+    seed_bootstrap,
+    seed_margin,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+X = setting(layer="conv1")
+Y = setting(layer="layer4.1.conv2")
 
 
-def scores(mean, n=60, spread=0.05, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return (mean + spread * torch.randn(n, generator=gen)).clamp(0, 1)
+def eff(d, lo, hi, clearer=X, other=Y, label="e"):
+    return Effect(label, "energy", d, lo, hi, (d,), 10, 5, 1, dict(clearer), dict(other))
 
 
-def no_effect(seed=0):
-    """Two paired score arrays whose differences are +-0.05 around exactly 0."""
-    base = scores(0.5, seed=seed)
-    signs = torch.tensor([1.0, -1.0]).repeat(30)
-    return base + 0.05 * signs, base
-
-
-BASE = {"depth": "full", "head": "trained", "layer": "layer4.1.conv2", "skip_gradient": "on"}
-
-
-def setting(**changes):
-    return {**BASE, **changes}
-
-
-def comparison(better, worse, label="", **changes):
-    return compare(better, worse, setting(**changes), BASE, label=label, n_boot=500)
-
-
-# ----------------------------------------------------------------------------- comparisons
-def test_changed_factors_lists_differences_and_missing_keys():
-    assert changed_factors(BASE, BASE) == []
-    assert changed_factors(setting(layer="conv1", head="random"), BASE) == ["head", "layer"]
-    assert changed_factors({"a": "1"}, {"b": "1"}) == ["a", "b"]
-
-
-def test_compare_is_paired_and_its_interval_brackets_the_mean():
-    other = scores(0.4, seed=1)
-    c = comparison(other + 0.1, other, layer="conv1")
-    assert c.difference == pytest.approx(0.1)
-    assert c.low == pytest.approx(0.1) and c.high == pytest.approx(0.1)  # constant difference
-    noisy = comparison(scores(0.5, seed=2), scores(0.4, seed=3), layer="conv1")
-    assert noisy.low < noisy.difference < noisy.high
-    assert noisy.changed == ["layer"]
-    assert noisy.pairs == 60 and noisy.images == 60
-
-
-def test_compare_groups_pairs_by_image_and_drops_nan():
-    a, b = scores(0.6), scores(0.5, seed=1)
-    a[3] = float("nan")
-    groups = torch.arange(60) // 2
-    c = compare(a, b, setting(layer="conv1"), BASE, groups=groups, n_boot=200)
-    assert c.pairs == 59 and c.images == 30
-
-
-def test_compare_rejects_mismatched_lengths():
-    with pytest.raises(ValueError, match="expected 60 scores"):
-        compare(scores(0.5), scores(0.5, n=59), BASE, BASE)
+def cut(h="trained fc"):
+    return setting(depth="cut", head=h), setting(depth="full", head=h)
 
 
 # ----------------------------------------------------------------------------- the rule
-def test_one_factor_effect_is_supported():
-    c = comparison(scores(0.6), scores(0.4, seed=1), layer="conv1")
-    verdict, reason = judge("layer", c)
-    assert verdict == "supported"
-    assert "+0.2" in reason and "layer alone" in reason
+def test_verdicts_are_the_four_words():
+    assert VERDICTS == ("supported", "mixed", "confounded", "unsupported")
 
 
-def test_one_factor_without_effect_is_unsupported():
-    c = comparison(*no_effect(), layer="conv1")
-    assert judge("layer", c)[0] == "unsupported"
+def test_changed_factors_lists_differences_and_missing_keys():
+    assert changed_factors({"a": "1", "b": "2"}, {"a": "1", "b": "3"}) == ["b"]
+    assert changed_factors({"a": "1"}, {"a": "1", "c": "x"}) == ["c"]
 
 
-def test_opposite_effect_is_unsupported_and_says_so():
-    c = comparison(scores(0.3), scores(0.6, seed=1), layer="conv1")
-    verdict, reason = judge("layer", c)
-    assert verdict == "unsupported" and "opposite" in reason
+def test_every_isolated_effect_above_the_margin_is_supported():
+    v, reason = judge("layer", [eff(0.10, 0.05, 0.15), eff(0.20, 0.02, 0.3)], margin=0.01)
+    assert v == "supported" and "+0.100 [+0.050, +0.150]" in reason
 
 
-def test_effect_only_when_other_factors_change_is_confounded():
-    source = comparison(scores(0.7), scores(0.4, seed=1), label="post",
-                        head="random", layer="layer4.0.conv1", depth="cut")
-    base = scores(0.5, seed=2)
-    isolated = comparison(base, base, label="alone", depth="cut")   # exactly no effect
-    verdict, reason = judge("depth", source, isolated)
-    assert verdict == "confounded"
-    assert "head, layer" in reason and "no measurable effect" in reason
+def test_some_isolated_effects_above_is_mixed_and_names_where():
+    a = eff(0.10, 0.05, 0.15, *cut("random fc"), label="random")
+    b = eff(-0.05, -0.08, -0.02, *cut(), label="trained")
+    v, reason = judge("depth", [a, b])
+    assert v == "mixed" and "only at random" in reason
 
 
-def test_isolated_effect_is_supported_even_with_a_confounded_source():
-    source = comparison(scores(0.7), scores(0.4, seed=1), head="random", depth="cut")
-    isolated = comparison(scores(0.6, seed=3), scores(0.45, seed=4), depth="cut")
-    assert judge("depth", source, isolated)[0] == "supported"
+def test_a_touching_interval_is_not_an_effect():
+    assert judge("layer", [eff(0.1, 0.02, 0.2)], margin=0.02)[0] == "unsupported"
+    assert judge("layer", [eff(0.1, 0.0201, 0.2)], margin=0.02)[0] == "supported"
 
 
-def test_no_effect_anywhere_is_unsupported():
-    source = comparison(*no_effect(1), head="random", depth="cut")
-    isolated = comparison(*no_effect(2), depth="cut")
-    verdict, reason = judge("depth", source, isolated)
-    assert verdict == "unsupported" and "either" in reason
+def test_confounded_needs_a_source_that_varies_the_cause_and_more():
+    iso = [eff(0.0, -0.02, 0.02, *cut())]
+    src_many = eff(0.2, 0.1, 0.3, setting(depth="cut", layer="layer4.0.conv1"),
+                   setting(head="random fc", layer="layer4.1.conv2"), label="post")
+    v, reason = judge("depth", iso, src_many)
+    assert v == "confounded" and "head, layer" in reason
+    # a source below the margin leaves the claim unsupported
+    assert judge("depth", iso, src_many, margin=0.15)[0] == "unsupported"
+    # a source that changes the cause only cannot make a claim confounded
+    assert judge("depth", iso, eff(0.2, 0.1, 0.3, *cut()))[0] == "unsupported"
 
 
-def test_margin_raises_the_bar():
-    c = comparison(scores(0.45), scores(0.4, seed=1), layer="conv1")
-    assert judge("layer", c)[0] == "supported"
-    assert judge("layer", c, margin=0.2)[0] == "unsupported"
+def test_a_source_that_does_not_vary_the_cause_is_refused():
+    with pytest.raises(ValueError, match="not the claimed cause 'skip_gradient'"):
+        judge("skip_gradient", [eff(0, -1, 1, setting(skip_gradient="off"), setting())],
+              eff(0.1, 0.05, 0.2))        # changes the layer only
+
+
+def test_isolated_effects_must_change_the_cause_only():
+    with pytest.raises(ValueError, match="must change only the claimed cause 'depth'"):
+        judge("depth", [eff(0.1, 0.05, 0.2, setting(depth="cut", head="probe"), setting())])
+    with pytest.raises(ValueError, match="at least one effect"):
+        judge("depth", [])
     with pytest.raises(ValueError, match="margin"):
-        judge("layer", c, margin=-1)
+        judge("layer", [eff(0.1, 0.05, 0.2)], margin=-0.1)
 
 
-def test_isolated_comparison_must_change_the_cause_only():
-    two = comparison(scores(0.6), scores(0.4, seed=1), layer="conv1", head="random")
-    with pytest.raises(ValueError, match="changes \\['head', 'layer'\\]"):
-        judge("layer", two)                       # source changes two factors, no isolated
-    with pytest.raises(ValueError, match="only the claimed cause 'depth'"):
-        judge("depth", two, comparison(scores(0.6), scores(0.4), layer="conv1"))
+def test_a_derived_effect_is_never_an_effect_and_says_so():
+    d = derived("conv2", setting(skip_gradient="off"), setting(), "energy", "no skip path")
+    assert d.text() == "0 by derivation" and not d.shows_effect(0) and not d.shows_opposite(0)
+    v, reason = judge("skip_gradient", [d])
+    assert v == "unsupported" and "0 by derivation" in reason
+    with pytest.raises(ValueError, match="derivation"):
+        derived("x", X, Y, "energy", "")
 
 
-def test_claim_computes_its_verdict_and_formats():
-    c = Claim("b", "conv1 is clearer", "layer",
-              comparison(scores(0.3), scores(0.6, seed=1), label="conv1 vs conv2",
-                         layer="conv1"), None)
-    assert c.verdict in VERDICTS and c.verdict == "unsupported"
-    text = format_claims([c])
-    assert "(b) conv1 is clearer" in text and "UNSUPPORTED" in text
-    assert "one factor" in text and "60 (image, class)" in text
-    assert max(len(line) for line in text.splitlines()) <= 96
+def test_opposite_is_named_when_every_interval_is_below():
+    assert "the opposite holds" in judge("layer", [eff(-0.1, -0.2, -0.05)])[1]
+    assert "no effect above" in judge("layer", [eff(-0.1, -0.2, 0.05)])[1]
 
 
-# ----------------------------------------------------------------------------- model variants
-@pytest.fixture(scope="module")
-def x():
-    return torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+# ----------------------------------------------------------------------------- intervals
+def test_seed_bootstrap_by_hand():
+    # 2 seeds x 4 pairs from 2 images: per-seed means 1 and 3, overall mean 2
+    diff = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 3.0, 3.0, 3.0]])
+    mean, lo, hi, per_seed = seed_bootstrap(diff, torch.tensor([0, 0, 1, 1]), 4000, 0)
+    assert mean == 2.0 and per_seed == (1.0, 3.0)
+    # resampled seeds give means 1, 2 or 3 with probability 1/4, 1/2, 1/4
+    assert lo == 1.0 and hi == 3.0
 
 
-def grads(model, x, layers):
-    with capture(model, layers) as cap:
-        logits = cap.forward(x)
-        cap.backward(1)
-        return logits.detach(), cap.activations, cap.gradients
+def test_seed_bootstrap_with_one_seed_covers_images_only():
+    diff = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    mean, lo, hi, _ = seed_bootstrap(diff, torch.tensor([0, 0, 1, 1]), 4000, 0)
+    assert mean == 0.5 and lo == 0.0 and hi == 1.0
+    # pairs of one image move together: with one group per pair the interval is narrower
+    _, lo4, hi4, _ = seed_bootstrap(diff, torch.arange(4), 4000, 0)
+    assert lo4 == 0.0 and hi4 == 1.0 and lo4 <= 0.25
 
 
-def test_without_skip_gradient_keeps_the_forward_and_cuts_skip_paths(model, x):
-    layers = ["layer4.1.conv2", "layer3.1.conv2", "layer4.0.conv1"]
-    logits, acts, g = grads(model, x, layers)
-    logits2, acts2, g2 = grads(without_skip_gradient(model), x, layers)
-    assert torch.allclose(logits, logits2, atol=1e-6)
-    for name in layers:
-        assert torch.allclose(acts[name], acts2[name], atol=1e-6)
-    # no skip lies between layer4.1.conv2 and the logits: its gradient is unchanged
-    assert torch.allclose(g["layer4.1.conv2"], g2["layer4.1.conv2"], atol=1e-7)
-    # deeper layers lose the gradient that came through layer4's skips
-    assert not torch.allclose(g["layer3.1.conv2"], g2["layer3.1.conv2"], atol=1e-6)
+def test_seed_bootstrap_drops_nan_pairs_and_checks_shapes():
+    diff = torch.tensor([[1.0, float("nan"), 3.0]])
+    assert seed_bootstrap(diff, torch.arange(3), 100, 0)[0] == 2.0
+    with pytest.raises(ValueError, match="diff: expected"):
+        seed_bootstrap(torch.zeros(2, 3), torch.arange(4))
+    with pytest.raises(ValueError, match="no pair"):
+        seed_bootstrap(torch.full((1, 2), float("nan")), torch.arange(2))
 
 
-def test_without_skip_gradient_runs_the_block_forward_without_the_skip():
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(Bottleneck(16, 4), torch.nn.Flatten()).eval()
-    h = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(1), requires_grad=True)
-    cut = without_skip_gradient(net)
-    assert cut[0].forward.__self__ is cut[0] and net[0].forward.__self__ is net[0]
-    (got,) = torch.autograd.grad(cut(h).sum(), h)
-    (expected,) = torch.autograd.grad(resnet.block_forward(net[0], h, False).sum(), h)
-    assert torch.allclose(got, expected, atol=1e-6)
-    assert not torch.allclose(got, torch.autograd.grad(net(h).sum(), h)[0], atol=1e-4)
+def hand_evidence():
+    """3 seeds, 4 pairs (images 0, 0, 1, 2): setting X scores 0.6/0.7/0.8 per seed, Y 0.5."""
+    x = torch.tensor([[0.6] * 4, [0.7] * 4, [0.8] * 4])
+    y = torch.full((3, 4), 0.5)
+    scores = {setting_key(X): {"energy": x}, setting_key(Y): {"energy": y}}
+    return Evidence(scores, torch.tensor([0, 0, 1, 2]), torch.tensor([1, 2, 3, 4]),
+                    (0, 1, 2), {})
 
 
-def test_without_skip_gradient_rejects_a_model_without_blocks():
-    with pytest.raises(TypeError, match="no torchvision residual block"):
-        without_skip_gradient(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))
+def test_effect_and_contrast_on_hand_built_evidence():
+    ev = hand_evidence()
+    e = effect(ev, X, Y, "energy", "x - y", n_boot=500)
+    assert e.difference == pytest.approx(0.2) and e.changed == ["layer"]
+    assert e.per_seed == pytest.approx((0.1, 0.2, 0.3))
+    assert (e.pairs, e.images, e.seeds) == (4, 3, 3)
+    assert e.low == pytest.approx(0.1) and e.high == pytest.approx(0.3)
+    c = contrast(ev, [(X, 0.5), (Y, 0.5)], "energy", "average")
+    assert c.difference == pytest.approx(0.6) and c.changed == []
+    with pytest.raises(ValueError, match="was not measured"):
+        ev.get(setting(layer="layer3"), "energy")
 
 
-def test_random_head_is_seeded_and_leaves_the_model_alone(model):
-    before = model.fc.weight.clone()
-    a, b = random_head(model, seed=1), random_head(model, seed=1)
-    assert torch.equal(a.fc.weight, b.fc.weight)
-    assert not torch.equal(a.fc.weight, model.fc.weight)
-    assert torch.equal(model.fc.weight, before)
-    assert torch.equal(a.layer4[1].conv2.weight, model.layer4[1].conv2.weight)
+def test_seed_margin_is_the_median_seed_sd_rounded_up():
+    ev = hand_evidence()
+    # X's seed means 0.6, 0.7, 0.8: sd 0.1; Y's: sd 0; median of (0.1, 0) = 0.05
+    assert seed_margin(ev, "energy") == pytest.approx(0.05)
+    one = Evidence(ev.scores, ev.image_index, ev.target_class, (0,), {})
+    with pytest.raises(ValueError, match=">= 2 seeds"):
+        seed_margin(one, "energy")
 
 
-def test_measure_claims_runs_end_to_end(model):
-    gen = torch.Generator().manual_seed(0)
-    images = torch.rand(4, 3, 64, 64, generator=gen)
-    masks = [torch.zeros(1, 64, 64, dtype=torch.bool) for _ in range(4)]
-    for i, m in enumerate(masks):
-        m[0, 8 + 4 * i:40, 10:44] = True
-    classes = [[i % 6] for i in range(4)]
-    claims = measure_claims(model, images, masks, classes, n_boot=100)
-    assert [c.key for c in claims] == ["a", "b", "c"]
-    assert all(c.verdict in VERDICTS for c in claims)
-    a = claims[0]
-    # the skip sends no gradient to conv2 of the last block: exactly no difference
-    assert a.isolated.difference == 0 and a.isolated.low == 0 and a.isolated.high == 0
-    assert claims[2].source.changed == ["depth", "head", "layer"]
-    assert claims[2].isolated.changed == ["depth"]
+def test_claim_formats_effects_verdict_and_derivation():
+    d = derived("conv2: off - on", setting(skip_gradient="off"), setting(), "energy",
+                "the skip joins after conv2")
+    c = Claim("a", "skip gradients make maps noisy", "skip_gradient", "energy", [d],
+              margin=0.01)
+    b = Claim("b", "conv1 is clearer", "layer", "energy", [eff(0.1, 0.05, 0.2, label="heads")],
+              source=eff(0.1, 0.05, 0.2, label="post"), margin=0.01)
+    text = format_claims([c, b])
+    assert "derivation: the skip joins after conv2" in text
+    assert "verdict: UNSUPPORTED" in text and "verdict: SUPPORTED" in text
+    assert "source     post" in text and "10 (image, class) pairs from 5 images" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "seeds: +0.100" in format_effects([b.isolated[0]])
+
+
+def test_describe_effects_says_which_side_of_the_margin():
+    from gradcam_edu.verdict import describe_effects
+    up = Effect("up", "energy", 0.1, 0.05, 0.15, (0.08, 0.1, 0.002))
+    down = Effect("down", "energy", -0.1, -0.15, -0.05, (-0.1, -0.1, -0.1))
+    flat = Effect("flat", "energy", 0.0, -0.01, 0.02, (0.0, 0.0, 0.0))
+    text = describe_effects([up, down, flat], 0.01).splitlines()
+    assert text[0] == ("up: +0.100 [+0.050, +0.150], positive beyond the margin (per-seed "
+                       "means beyond it on 2 of 3 seeds).")
+    assert "negative beyond the margin (per-seed means beyond it on 3 of 3" in text[1]
+    assert text[2].endswith("not distinguishable from 0 at this margin.")

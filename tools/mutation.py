@@ -59,7 +59,8 @@ TESTS: dict[str, list[str]] = {
     "probes.py": ["tests/test_planted_truncate.py", "tests/test_truncate.py"],
     "resnet.py": ["tests/test_resnet.py", "tests/test_planted_truncate.py",
                   "tests/test_truncate.py", "tests/test_gradflow.py"],
-    "verdict.py": ["tests/test_planted_verdict.py", "tests/test_verdict.py"],
+    "verdict.py": ["tests/test_verdict.py"],
+    "claims.py": ["tests/test_claims.py"],
     "session.py": ["tests/test_planted_session.py", "tests/test_explorer.py"],
     "explorer.py": ["tests/test_planted_session.py", "tests/test_explorer.py"],
 }
@@ -183,8 +184,9 @@ MUTANTS: list[Mutant] = [
     M("att-ig-alphas", "attributions.py", "off-by-one", "IG path has steps points, not steps + 1",
       "alphas = torch.linspace(0, 1, steps + 1,", "alphas = torch.linspace(0, 1, steps,"),
     M("att-ig-delta", "attributions.py", "swapped pair", "IG delta is F(baseline) - F(x)",
-      "delta = target_scores(model(x), target) - target_scores(model(baseline), target)",
-      "delta = target_scores(model(baseline), target) - target_scores(model(x), target)"),
+      "- target_scores(run_model(model, baseline), target))",
+      "- target_scores(run_model(model, x), target) * 0 - target_scores(run_model(model, "
+      "baseline), target) * 2 + target_scores(run_model(model, x), target) * 0)"),
     M("att-heatmap", "attributions.py", "abs misplaced", "to_heatmap sums signed channels "
       "before the absolute value",
       "heat = attributions.abs().sum(dim=1)", "heat = attributions.sum(dim=1).abs()"),
@@ -298,7 +300,7 @@ MUTANTS: list[Mutant] = [
       'out["pointing_tol"].append(hits_at(ys, xs, mask).float())'),
     M("sb-ceiling-tol", "scoreboard.py", "dropped argument", "ceilings use the default 15 px, "
       "not tolerance_px",
-      "resolution_ceiling(mask, grid, tolerance_px),", "resolution_ceiling(mask, grid),"),
+      "dilated = dilate(mask, tolerance_px)", "dilated = dilate(mask, 0)"),
     M("sb-baseline-share", "scoreboard.py", "swapped pair", "baseline target share measured on "
       "the other object",
       "torch.where(two, target_share(maps, mask, other), nan)",
@@ -373,29 +375,39 @@ MUTANTS: list[Mutant] = [
       'missing = [n for n in (*STEM, "layer1", "avgpool") if not hasattr(model, n)]'),
     # ------------------------------------------------------------------ verdict.py
     M("vd-effect", "verdict.py", "off-by-one", "an interval touching the margin shows an effect",
-      "return self.low > margin", "return self.low >= margin"),
-    M("vd-how", "verdict.py", "wrong bound", "'opposite' judged from the low end of the interval",
-      'how = "the opposite holds" if isolated.high < -margin else "no measurable effect"',
-      'how = "the opposite holds" if isolated.low < -margin else "no measurable effect"'),
-    M("vd-source-margin", "verdict.py", "dropped argument", "the source comparison ignores the "
-      "margin",
-      "    if source.shows_effect(margin):\n", "    if source.shows_effect():\n"),
-    M("vd-groups-default", "verdict.py", "wrong default", "default: all pairs one image",
-      "g = (torch.arange(a.numel()) if groups is None",
-      "g = (torch.zeros(a.numel(), dtype=torch.long) if groups is None"),
-    M("vd-images", "verdict.py", "NaN handling", "images counted before dropping NaN pairs",
-      "images=int(torch.unique(g[keep]).numel())", "images=int(torch.unique(g).numel())"),
+      "return self.derivation is None and self.low > margin",
+      "return self.derivation is None and self.low >= margin"),
+    M("vd-derived-counts", "verdict.py", "dropped check", "a derived 0 counts as an effect",
+      "return self.derivation is None and self.low > margin", "return self.low >= margin"),
+    M("vd-all", "verdict.py", "any for all", "one isolated effect above is enough for 'supported'",
+      "if len(above) == len(isolated):", "if above and len(above) >= 1:"),
+    M("vd-source-cause", "verdict.py", "dropped check", "a source that does not vary the cause "
+      "is accepted",
+      "if source is not None and cause not in source.changed:",
+      "if source is not None and cause not in source.changed + [cause]:"),
+    M("vd-source-many", "verdict.py", "dropped check", "a one-factor source can confound",
+      "if source is not None and len(source.changed) > 1 and source.shows_effect(margin):",
+      "if source is not None and source.shows_effect(margin):"),
+    M("vd-source-margin", "verdict.py", "dropped argument", "the source ignores the margin",
+      "len(source.changed) > 1 and source.shows_effect(margin):",
+      "len(source.changed) > 1 and source.shows_effect():"),
     M("vd-changed", "verdict.py", "set op", "a factor present in one setting only is not a "
-      "change",
-      "set(x) | set(y)", "set(x) & set(y)"),
-    M("vd-claim-b-margin", "verdict.py", "dropped argument", "claim (b) judged without the "
-      "margin",
-      'Claim("b", STATEMENTS["b"], "layer", b_src, None, margin),',
-      'Claim("b", STATEMENTS["b"], "layer", b_src, None),'),
-    M("vd-c-isolated", "verdict.py", "swapped pair", "claim (c) isolated against the random-fc "
-      "board",
-      's("full", "layer4.0.conv1"), _factors("full", trained, "layer4.0.conv1"))',
-      's("random fc", "layer4.1.conv2"), _factors("full", trained, "layer4.0.conv1"))'),
+      "change", "set(x) | set(y)", "set(x) & set(y)"),
+    M("vd-seeds-fixed", "verdict.py", "resampling dropped", "seeds are not resampled",
+      "means = per_boot.gather(0, seeds.T).mean(0)", "means = per_boot.mean(0)"),
+    M("vd-groups", "verdict.py", "wrong grouping", "pairs of one image resampled apart",
+      "_, gid = torch.unique(torch.as_tensor(groups)[keep], return_inverse=True)",
+      "gid = torch.arange(int(keep.sum()))"),
+    M("vd-margin-median", "verdict.py", "wrong statistic", "margin from the largest seed sd",
+      "quantile(0.5)", "quantile(1.0)"),
+    # ------------------------------------------------------------------ claims.py
+    M("cl-c-isolated", "claims.py", "swapped pair", "claim (c) compared against the wrong head",
+      'return [effect(ev, _cell(h, k, "cut"), _cell(h, k, "full"), metric,',
+      'return [effect(ev, _cell(h, k, "cut"), _cell("trained fc", k, "full"), metric,'),
+    M("cl-main-depth", "claims.py", "wrong weight", "depth main effect not averaged",
+      'for d, s in (("cut", 1), ("full", -1))],', 'for d, s in (("cut", 1), ("full", 0))],'),
+    M("cl-steps", "claims.py", "off-by-one", "the inside-block steps skip one point",
+      "zip(points, points[1:], strict=False)", "zip(points, points[2:], strict=False)"),
     # ------------------------------------------------------------------ session.py
     M("se-key-image", "session.py", "cache key missing a field", "gradient cache keyed by "
       "class only (stale across images)",

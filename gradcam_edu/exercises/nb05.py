@@ -24,15 +24,14 @@ __all__ = ["Verdict", "check_verdict", "check_model_input", "check_last_block"]
 
 
 # ----------------------------------------------------------------------------- exercise 1
-def check_verdict(answer: object, source: tuple[float, float, float],
-                  isolated: tuple[float, float, float] | None,
-                  source_changes: tuple[str, ...] = ("depth", "head"),
-                  cause: str = "depth") -> Verdict:
-    """Exercise 1: the verdict (``"supported"``, ``"unsupported"`` or ``"confounded"``) that
-    :func:`gradcam_edu.verdict.judge` gives for a claim whose source comparison changes
-    ``source_changes`` and measures ``source = (difference, low, high)``, and whose isolated
-    comparison (``cause`` alone) measures ``isolated`` (None: the source changes ``cause``
-    only and is its own isolated comparison)."""
+def check_verdict(answer: object, isolated, source: tuple[float, float, float] | None = None,
+                  source_changes: tuple[str, ...] = ("depth", "head"), cause: str = "depth",
+                  margin: float = 0.0) -> Verdict:
+    """Exercise 1: the verdict (one of :data:`gradcam_edu.verdict.VERDICTS`) that
+    :func:`gradcam_edu.verdict.judge` gives for a claim whose isolated effects (``cause``
+    alone, one per setting of the other factors) measure ``isolated = [(difference, low,
+    high), ...]`` and whose source comparison (None: the post made none) changes
+    ``source_changes`` and measures ``source``."""
     if not isinstance(answer, str):
         return Verdict(False, f"answer with one word (a str), got {_describe(answer)}.")
     word = answer.strip().lower()
@@ -40,25 +39,27 @@ def check_verdict(answer: object, source: tuple[float, float, float],
         return Verdict(False, f"{answer!r} is not a verdict; choose one of "
                        f"{', '.join(rule.VERDICTS)}.")
 
-    def comparison(numbers, changes):
+    def effect(numbers, changes, label):
         d, lo, hi = (float(v) for v in numbers)
-        return rule.Comparison("", {f: "x" for f in changes}, {f: "y" for f in changes},
-                               "energy", d, lo, hi, 0, 0)
+        return rule.Effect(label, "energy", d, lo, hi, clearer={f: "x" for f in changes},
+                           other={f: "y" for f in changes})
 
-    src = comparison(source, source_changes)
-    iso = None if isolated is None else comparison(isolated, (cause,))
-    expected, reason = rule.judge(cause, src, iso)
+    iso = [effect(n, (cause,), f"setting {i + 1}") for i, n in enumerate(isolated)]
+    src = None if source is None else effect(source, source_changes, "the post's comparison")
+    expected, reason = rule.judge(cause, iso, src, margin)
     if word == expected:
         return Verdict(True, f"{expected}: {reason}")
     hints = {
-        "supported": "'supported' needs the *isolated* interval (the cause alone) to lie "
-                     "entirely above 0",
-        "confounded": "'confounded' means the isolated interval does not lie above 0 while the "
-                      "source interval (several changes at once) does",
-        "unsupported": "'unsupported' means no interval lies above 0",
+        "supported": "'supported' needs EVERY isolated interval (the cause alone) to lie "
+                     "entirely above the margin",
+        "mixed": "'mixed' means some isolated intervals lie above the margin and others do not",
+        "confounded": "'confounded' means no isolated interval lies above the margin while the "
+                      "post's comparison, which changes the cause with other factors, does",
+        "unsupported": "'unsupported' means no isolated interval lies above the margin, and no "
+                       "comparison of several changes rescues it",
     }
-    return Verdict(False, f"{hints[word]}. Look at where each interval lies relative to 0, "
-                   "isolated comparison first.")
+    return Verdict(False, f"{hints[word]}. Look at where each interval lies relative to the "
+                   "margin, isolated effects first.")
 
 
 # ----------------------------------------------------------------------------- exercise 2

@@ -234,8 +234,14 @@ with recorded.tee() as table:   # prints, and keeps the text for the check below
 recorded.check("02 gradient flow", table.text, tol=0.01)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
+# **The columns.** `|g_skip|` and `|g_branch|` are the sizes (L2 norms, mean over images) of
+# the two parts of the gradient at the block's input; `cosine` is the cosine similarity of
+# the two parts as vectors, $\cos = \langle g_{skip}, g_{branch} \rangle / (|g_{skip}|\,|g_{branch}|)$,
+# per image then averaged: near 1 the two paths push the input the same way, near 0 they
+# are unrelated, below 0 they partly cancel.
+#
 # **What it means for claim (a).** The skip carries a large part of the gradient (the table
-# prints skip shares from 0.21 to 0.58) *past* each block to the layers before it; it does not
+# prints skip shares from 0.27 to 0.49) *past* each block to the layers before it; it does not
 # touch the gradient at `conv2`'s output, so it cannot be what makes a `layer4.1.conv2` map
 # noisy. What is true: `conv2` holds only the block's *increment* (the
 # residual), so its map explains that increment, not the evidence already carried by the
@@ -379,16 +385,19 @@ recorded.check("02 scoreboard hirescam layercam", table.text, tol=0.02)   # the 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading the table** (numbers as printed above):
 #
-# * Grad-CAM's energy share is highest at `layer3` (0.31, ceiling 0.65) and `layer4.0` (0.29,
-#   ceiling 0.43); the last block's output `layer4` gets 0.18, `layer4.1.conv2` 0.13 and
-#   `conv1` 0.08, against 0.04 for a uniform map. **Claim (b) does not hold** for Grad-CAM:
-#   at `conv1` it is barely above the uniform baseline, and its target share (0.52) is close
-#   to 0.5, no preference for the class asked.
-# * The elementwise methods do better at `conv1` (HiResCAM: energy 0.14, target share 0.73):
+# * Grad-CAM's energy share is highest at `layer3` (0.45, ceiling 0.89) and `layer4.0` (0.28,
+#   ceiling 0.58); the last block's output `layer4` gets 0.20, `layer4.1.conv2` 0.14 and
+#   `conv1` 0.08, against 0.04 for a uniform map. The ceiling is the best energy any map on
+#   that grid can reach (notebook 01): on 7 x 7 it is 0.58, far above what any layer scores.
+#   **Claim (b) does not hold** for Grad-CAM: at `conv1` it is barely above the uniform
+#   baseline, and its target share (0.52) is close to 0.5, no preference for the class asked.
+# * The elementwise methods do better at `conv1` (HiResCAM: energy 0.20, target share 0.75):
 #   they keep *where* the gradient arrives, and that pattern comes from the deep layers.
 #   Grad-CAM averages it away (section 5).
-# * Pointing within 15 px reaches 0.99 at `layer4`: on a 7 x 7 grid, a blob's peak easily
-#   lands on an object this size. Energy and target share separate the layers better.
+# * Pointing within 15 px reaches 1.00 at `layer4`, while strict pointing is much lower at
+#   every layer: on a 7 x 7 grid a blob's peak easily lands within 15 px of an object this
+#   size, but the peak of a coarse map sits where the grid puts it. Energy and target share
+#   separate the layers better.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### One comparison, with its uncertainty
@@ -411,8 +420,8 @@ with recorded.tee() as table:   # prints, and keeps the text for the check below
 recorded.check("02 layer differences", table.text, tol=0.01)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# Both intervals printed for `layer4 - conv1` exclude 0 (energy +0.106 [+0.087, +0.123]).
-# `layer4 - layer4.1.conv2` is smaller but also excludes 0 (energy +0.054 [+0.050, +0.059]):
+# Both intervals printed for `layer4 - conv1` exclude 0 (energy +0.123 [+0.106, +0.140]).
+# `layer4 - layer4.1.conv2` is smaller but also excludes 0 (energy +0.059 [+0.052, +0.066]):
 # maps at `conv2` *are* less concentrated on the object, as the post says; section 4 showed
 # the skip cannot be the cause, which leaves the other one: `conv2` holds only the block's
 # increment.
@@ -423,10 +432,10 @@ recorded.check("02 layer differences", table.text, tol=0.01)   # the same on eve
 # Static preview first (another two-object image: `conv1`, `layer3`, `layer4` x three
 # methods); the cell after it opens the live explorer, which needs a running kernel. Slide
 # through **every** conv and block of the ResNet, including `layer4.1.conv1` and
-# `layer4.1.conv2`, and compare the methods at `conv1`. In the preview, Grad-CAM at `layer3`
-# peaks on the ring although the class asked is "triangle", while HiResCAM stays on the
-# triangle; the scoreboard's target shares at `layer3` (0.76 for Grad-CAM, 0.98 for
-# HiResCAM, printed in section 6) say it is not a one-off.
+# `layer4.1.conv2`, and compare the methods at `conv1`. In the preview, compare where
+# Grad-CAM and HiResCAM put `layer3`'s map for the class asked; the scoreboard's target
+# shares at `layer3` (0.97 for Grad-CAM, 0.98 for HiResCAM, printed in section 6) say how
+# often each prefers that class over the other object.
 
 # %% slideshow={"slide_type": "subslide"}
 other = next(i for i in range(len(classes)) if i != pick and len(classes[i]) == 2)

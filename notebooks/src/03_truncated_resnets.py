@@ -13,14 +13,14 @@
 # ---
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# # 03 · Truncated ResNets: one change at a time
+# # 03 · Truncated ResNets: every change, measured alone and together
 #
 # *Part 3 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 12 minutes.*
 #
 # The source post ends with a third example: cut the ResNet after `layer4.0`, hook a layer
 # inside that block, and the map "can show clearer localized responses". Compared with its
-# first example, that code changes **three** things at once. Here we change them one by one
-# and measure after each step.
+# first example, that code changes **three** things at once. Here we measure every
+# combination of them, on three independently trained models.
 #
 # **After this notebook you can**
 # 1. cut a ResNet after any block, by hand in four lines and with `truncate.truncate`, and
@@ -41,7 +41,10 @@ from gradcam_edu.probes import STANDARD_CUTS, load_truncated, probe_name, varian
 from gradcam_edu.shapes import CLASS_NAMES, first_images, shapes_sample
 from gradcam_edu.tables import format_rows
 from gradcam_edu.truncate import truncate
-from gradcam_edu.verdict import compare, random_head
+from gradcam_edu.claims import depth_effects, factorial_effects
+from gradcam_edu.evidence import load_evidence, setting
+from gradcam_edu.variants import random_head
+from gradcam_edu.verdict import describe_effects, effect, format_effects, seed_margin
 
 torch.manual_seed(0)
 torch.set_num_threads(1)   # tiny models; one thread gives the same numbers on every machine
@@ -161,84 +164,79 @@ recorded.check("03 variant accuracy", table.text, tol=0.005)   # the same on eve
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · The post's third example, taken apart
 #
-# Four settings, each differing from the one before in **one** factor:
+# Compared with its example 1, the post's example 3 changes three factors at once:
 #
-# | step | depth | head | hooked layer | |
-# |---|---|---|---|---|
-# | A | full | random `fc` | `layer4.1.conv2` | the post's example 1 |
-# | B | full | trained `fc` | `layer4.1.conv2` | head fixed |
-# | C | full | trained `fc` | `layer4.0.conv1` | layer moved |
-# | D | cut after `layer4.0` | trained `fc` | `layer4.0.conv1` | the post's example 3 |
+# | factor | example 1 | example 3 |
+# |---|---|---|
+# | depth | full | cut after `layer4.0` |
+# | head | random `fc` (the post replaced the trained one) | the trained `fc` |
+# | hooked layer | `layer4.1.conv2` | `layer4.0.conv1` |
 #
-# For every (image, class) pair we score the Grad-CAM map with the **energy** share (the
-# share of the map's mass on the object) and the **pointing game within 15 px**, and
-# bootstrap each step's paired difference over images (`verdict.compare`).
+# Changing them one after another in a fixed order would make what each step "adds" depend
+# on the order. Instead every combination was measured: head (random fc, trained fc, probe)
+# x hook point (`layer4.0.conv1`, the block output `layer4.0`) x depth (full, cut), 12
+# settings, for **3 independently trained models** on the same 128 held-out images
+# (`gradcam_edu.evidence`, shipped in `data/`; rebuilt with `python -m gradcam_edu.evidence`).
+# A **main effect** is one factor's change averaged over the other two; an **interaction**
+# says how much one factor's effect changes with another. Intervals: 95%, bootstrap over
+# seeds and images. Two axes: energy (localisation) and Gini (clarity: how concentrated the
+# map is, whatever it sits on).
 
 # %% slideshow={"slide_type": "subslide"}
-def board(m, layers):
-    """Grad-CAM scores of model ``m`` at ``layers`` on this notebook's pairs."""
-    return scoreboard(m, images, masks, classes, layers, methods=("gradcam",), n_boot=1000)
-
-
-full_layers = ["layer2.1", "layer3.0", "layer3.1", "layer4.0.conv1", "layer4.0",
-               "layer4.1.conv2", "layer4.1"]
-boards = {"full": board(model, full_layers),
-          "random fc": board(random_head(model, seed=0), ["layer4.1.conv2"]),
-          "cut-layer4.0-original": board(cut, ["layer4.0.conv1", "layer4.0"])}
-groups = boards["full"].image_index
-steps = [("A", "random fc", "layer4.1.conv2"), ("B", "full", "layer4.1.conv2"),
-         ("C", "full", "layer4.0.conv1"), ("D", "cut-layer4.0-original", "layer4.0.conv1")]
-changed = {"B": "head", "C": "layer", "D": "depth"}
-
-
-def scores_of(step, metric="energy"):
-    _, model_key, layer = step
-    return boards[model_key].scores[(layer, "gradcam")][metric]
-
-# %% slideshow={"slide_type": "subslide"}
+ev = load_evidence()
 with recorded.tee() as table:   # prints, and keeps the text for the check below
-    lines = [f"{'step':<5}{'model':<23}{'layer':<16}{'energy':>7}{'@15px':>7}   "
-             f"{'change':<7}{'energy difference to the step before [95% CI]'}"]
-    ladder = {}
-    for i, step in enumerate(steps):
-        e, p = scores_of(step), scores_of(step, "pointing_tol")
-        line = f"{step[0]:<5}{step[1]:<23}{step[2]:<16}{e.mean():>7.3f}{p.mean():>7.3f}   "
-        if i:
-            c = compare(e, scores_of(steps[i - 1]), {"s": step[0]}, {"s": steps[i - 1][0]},
-                        groups=groups, n_boot=1000)
-            ladder[step[0]] = c
-            line += f"{changed[step[0]]:<7}{c.text()}"
-        lines.append(line)
-    post = compare(scores_of(steps[3]), scores_of(steps[0]), {"s": "D"}, {"s": "A"},
-                   groups=groups, n_boot=1000)
-    lines.append(f"the post's comparison, D - A (three changes at once): {post.text()}")
-    lines.append(f"uniform-map baseline energy (object area): "
-                 f"{boards['full'].baselines['uniform_energy'].mean():.3f}")
-    print("\n".join(lines))
+    for metric in ("energy", "clarity"):
+        print(f"{metric}, margin {seed_margin(ev, metric):.3f}:")
+        print(format_effects(factorial_effects(ev, metric)))
 
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # NBVAL_CHECK_OUTPUT
-recorded.check("03 ladder", table.text, tol=0.02)   # the same on every CPU
+recorded.check("03 factorial", table.text, tol=0.002)   # stored scores
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# Read the last column step by step: each line is the effect of **one** change, with its
-# interval. Fixing the head (A to B) adds +0.079. Moving the hook (B to C) adds +0.029, with
-# an interval that reaches below zero. Cutting the network (C to D) adds +0.074, with an
-# interval above zero. So truncation does make the map at `layer4.0.conv1` clearer here, and
-# the pointing column agrees (0.500 at C, 0.787 at D). But it carries less than half of the
-# post's comparison, D - A = +0.181; the rest is the head and the layer. And the cut model
-# is a worse classifier (section 3).
+# And depth alone, in each of the six (head, hook point) settings: the **simple effects**
+# that notebook 05 judges claim (c) on.
+
+# %% slideshow={"slide_type": "fragment"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    for metric in ("energy", "clarity"):
+        print(f"{metric}:")
+        print(format_effects(depth_effects(ev, metric)))
+    post = effect(ev, setting(depth="cut", layer="layer4.0.conv1"),
+                  setting(head="random fc", layer="layer4.1.conv2"), "energy")
+    print(f"the post's comparison, example 3 - example 1 (energy): {post.text()}")
+    print(f"uniform-map baseline energy (object area): "
+          f"{ev.baselines['uniform_energy'].mean():.3f}")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+# NBVAL_CHECK_OUTPUT
+recorded.check("03 depth alone", table.text, tol=0.002)   # stored scores
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **How to read it.** Compare each effect's interval with the margin (how much retraining
+# alone moves a score) and with zero. The head's main effect is the random `fc` against the
+# trained one: the post's example 1 ran Grad-CAM through an untrained head. The per-seed
+# columns show whether an effect holds for every trained model or only on average. The
+# sentences below are printed from the same numbers.
+
+# %% slideshow={"slide_type": "fragment"}
+# NBVAL_CHECK_OUTPUT
+print(describe_effects(factorial_effects(ev, "energy") + depth_effects(ev, "energy"),
+                       seed_margin(ev, "energy")))
 
 # %% slideshow={"slide_type": "subslide"}
-models_by_key = {"full": model, "random fc": random_head(model, seed=0),
-                 "cut-layer4.0-original": cut}
+settings_shown = [("example 1", random_head(model, seed=0), "layer4.1.conv2"),
+                  ("trained fc", model, "layer4.1.conv2"),
+                  ("trained fc", model, "layer4.0.conv1"),
+                  ("example 3: cut", cut, "layer4.0.conv1")]
 rows = []
 for i in [i for i in range(N_IMAGES) if len(classes[i]) == 1][:2]:
-    maps = [cams.explain(models_by_key[key], images[i:i + 1], [layer], classes[i][0])
-            [layer]["gradcam"][0] for _, key, layer in steps]
+    maps = [cams.explain(m, images[i:i + 1], [layer], classes[i][0])[layer]["gradcam"][0]
+            for _, m, layer in settings_shown]
     rows.append((f"test {i}: {CLASS_NAMES[classes[i][0]]}", images[i], masks[i][0], maps))
-map_rows(rows, [f"{name}: {key}\n{layer}" for name, key, layer in steps],
-         "The ladder A to D on two test images (each column: one more change)")
+map_rows(rows, [f"{name}\n{layer}" for name, _, layer in settings_shown],
+         "From the post's example 1 to its example 3 on two test images (an illustration: "
+         "the table above is the measurement)")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5 · Cut deeper, and give the cut its own head
@@ -271,7 +269,15 @@ print("Grad-CAM == CAM / (h w):", torch.allclose(cams.grad_cam(A, G), cam_by_han
 # %% slideshow={"slide_type": "subslide"}
 variants = [("full", model, "layer4.1"), ("cut-layer4.0-original", cut, "layer4.0")]
 variants += [(f"cut-{c}-probe", probes[c], c) for c in STANDARD_CUTS]
-for name, m, layer in variants[2:]:
+
+
+def board(m, layers):
+    """Grad-CAM scores of model ``m`` at ``layers`` on this notebook's pairs."""
+    return scoreboard(m, images, masks, classes, layers, methods=("gradcam",), n_boot=1000)
+
+
+boards = {"full": board(model, ["layer2.1", "layer3.0", "layer3.1", "layer4.0", "layer4.1"])}
+for name, m, layer in variants[1:]:
     boards[name] = board(m, [layer])
 
 # %% slideshow={"slide_type": "subslide"}
@@ -285,10 +291,8 @@ with recorded.tee() as table:   # prints, and keeps the text for the check below
                 f"{r['energy']:>8.3f} [{r['energy_lo']:.3f}, {r['energy_hi']:.3f}]"
                 f"{r['pointing_tol']:>7.3f}{r['ceiling_energy']:>8.3f}   ")
         if name != "full":
-            c = compare(b.scores[(layer, "gradcam")]["energy"],
-                        boards["full"].scores[(layer, "gradcam")]["energy"], {"m": name},
-                        {"m": "full"}, groups=groups, n_boot=1000)
-            line += c.text()
+            c = b.compare((layer, "gradcam"), (layer, "gradcam"), "energy", other=boards["full"])
+            line += f"{c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
         lines.append(line)
     print("\n".join(lines))
 
@@ -298,20 +302,21 @@ recorded.check("03 cut vs full", table.text, tol=0.02)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # How to read it. **exact** is the variant's accuracy (section 3): the map of a variant that
-# classifies badly explains a bad classifier. **ceiling** is the best energy a map on that
-# grid can reach. The last column compares each cut with the **full** model's Grad-CAM at
-# the **same** layer: same activations A, only the gradient differs (the cut's head versus
-# the rest of the network).
+# classifies badly explains a bad classifier. **ceiling** is the best energy *any* map on
+# that grid can reach (all its mass on the single best cell; `metrics.energy_ceiling`). The
+# last column compares each cut with the **full** model's Grad-CAM at the **same** layer:
+# same activations A, only the gradient differs (the cut's head versus the rest of the
+# network).
 #
-# Cutting earlier buys a finer grid, and the ceiling rises (0.430, 0.645, 0.805), while the
-# accuracy falls. At its last block, each cut after `layer4.0` localises *worse* than the
-# full model at that same layer (-0.030 with the original head, -0.055 with the probe).
-# After `layer3.1` the probe's map is finer than the full model's `layer4.1` map (energy
-# 0.301 against 0.187), but the full model's own Grad-CAM at `layer3.1` scores within noise
-# of it (the difference, -0.022, has an interval that includes zero), without losing any
-# accuracy. Only the deepest cut beats the full model at its layer (+0.030), as a classifier
-# with exact match 0.173. **Want a finer map? Look at an earlier layer of the full model:
-# here cutting there brings no measurable gain.**
+# Cutting earlier buys a finer grid, and the ceiling rises (0.585 at 7 x 7, 0.887 at 14 x 14,
+# 0.989 at 28 x 28), while the accuracy falls (exact match 0.740 after `layer3.0`, 0.253
+# after `layer2.1`). At its last block, every cut but the deepest localises *worse* than the
+# full model at that same layer (for example -0.018 with the original head after `layer4.0`,
+# -0.063 with its probe, -0.126 for the `layer3.1` probe); only the `layer2.1` cut, a poor
+# classifier, is within noise of it (+0.018 [-0.004, +0.040]). This agrees with section 4:
+# depth alone does not make maps better here. **Want a finer map? Look at an earlier layer
+# of the full model (checked against its ceiling) rather than cutting there.** (This table is
+# the shipped model only; section 4 holds across 3 trained models.)
 
 # %% slideshow={"slide_type": "subslide"}
 rows = []
@@ -350,15 +355,16 @@ ex
 # ## Summary
 #
 # * The post's third example changes the **head**, the **hooked layer** and the **depth** at
-#   once. The ladder (section 4) measures each change alone; only then can a clearer map be
-#   credited to truncation.
+#   once. The factorial (section 4) measures every combination, so each factor's effect and
+#   how it depends on the others are read off, with intervals over 3 trained models and the
+#   images; only then can a clearer map be credited to truncation, and only where it holds.
 # * A random head makes Grad-CAM explain a random score. Fix the head before comparing
 #   anything else.
 # * Cutting without retraining leaves a head fitted for other features; check the cut
 #   model's **accuracy** before reading its maps. A linear probe is the fair head for a cut.
 # * At a cut's last block Grad-CAM **is** CAM of the head: a map of where the head's favourite
-#   features are, on that block's grid. Finer grids (earlier cuts) raise the ceiling, not the
-#   accuracy.
+#   features are, on that block's grid. Finer grids (earlier cuts) raise the ceiling (the
+#   best score any map on the grid can reach), not the accuracy.
 #
 # Next, notebook 04 keeps the full model and changes the **method**: HiResCAM, Grad-CAM++,
 # LayerCAM, Score-CAM and pixel attributions, with sanity checks.

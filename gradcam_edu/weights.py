@@ -138,13 +138,14 @@ def _paths(name: str, folder: Path) -> tuple[Path, Path]:
 
 
 def available_models(data: str | os.PathLike | None = None) -> list[str]:
-    """Sorted names of the models with a model card in the data folder."""
+    """Sorted names of the models with a model card in the data folder (a JSON file with a
+    ``sha256`` and an ``architecture``; other JSON files there, such as the evidence's card,
+    are not models)."""
     folder = data_dir(data)
     if not folder.is_dir():
         return []
-    return sorted(
-        p.stem for p in folder.glob("*.json") if "sha256" in _read_json_or_empty(p)
-    )
+    return sorted(p.stem for p in folder.glob("*.json")
+                  if {"sha256", "architecture"} <= set(_read_json_or_empty(p)))
 
 
 def _read_json_or_empty(path: Path) -> dict:

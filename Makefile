@@ -11,7 +11,7 @@ NOTEBOOKS := $(wildcard notebooks/[0-9]*.ipynb)
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: lab test lint bench notebooks portability mutation slides clean-venv
+.PHONY: lab test lint bench notebooks portability mutation slides fetch clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,9 +51,10 @@ ifneq ($(NOTEBOOKS),)
 endif
 
 # Rebuild and execute the notebooks from notebooks/src (NB=01 for one of them; RECORD=1 also
-# rewrites notebooks/src/recorded.json, the tables the checked cells compare with).
+# rewrites notebooks/src/recorded.json, the tables the checked cells compare with; PROSE=1
+# copies changed markdown into the executed notebooks without running them).
 notebooks: $(STAMP_DEV)
-	$(BIN)/python tools/build_notebooks.py $(NB) $(if $(RECORD),--record,)
+	$(BIN)/python tools/build_notebooks.py $(NB) $(if $(RECORD),--record,) $(if $(PROSE),--prose,)
 
 # How much the checked outputs move across kernel levels and thread counts (slow).
 portability: $(STAMP_DEV)
@@ -79,6 +80,13 @@ $(SLIDES)/node_modules/.installed:
 # them? (about 12 minutes, one process; MUTATION_ARGS="--only ID ..." or "--list")
 mutation: $(STAMP_TEST)
 	$(BIN)/python tools/mutation.py $(MUTATION_ARGS)
+
+# Opt-in, the only target that downloads: torchvision's ImageNet weights into the torch cache
+# (torch.hub.get_dir()/checkpoints), where torchvision_resnet(..., weights="imagenet") reads
+# them. MODEL=resnet18 (default), resnet34 or resnet50; several: MODEL="resnet18 resnet50".
+MODEL ?= resnet18
+fetch: $(STAMP_RUN)
+	$(BIN)/python -m gradcam_edu fetch $(MODEL)
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check gradcam_edu tests benchmarks tools conftest.py

@@ -28,18 +28,20 @@ class _GuidedReLUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        ctx.save_for_backward(x)
+        ctx.save_for_backward(x > 0)     # its own tensor: later in-place ops cannot change it
         return x.clamp(min=0)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        (x,) = ctx.saved_tensors
-        return g.clamp(min=0) * (x > 0).to(g.dtype)
+        (positive,) = ctx.saved_tensors
+        return g.clamp(min=0) * positive.to(g.dtype)
 
 
 class GuidedReLU(nn.Module):
     """A ReLU whose backward pass is guided: only positive gradients, at positive inputs.
-    Never in place (the input is kept for the backward pass)."""
+    Never in place: it returns a new tensor and keeps its own copy of where ``x > 0``, so a
+    module reused several times in one forward (torchvision's ``block.relu``, in place there)
+    and in-place operations downstream are safe."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``max(x, 0)``, a new tensor."""
@@ -49,7 +51,10 @@ class GuidedReLU(nn.Module):
 def guided_relu(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` in which every ``nn.ReLU`` module is a :class:`GuidedReLU`:
     the same forward values, the guided backward. Only ``nn.ReLU`` modules are changed (a
-    ``torch.relu`` called inside a ``forward`` is not; torchvision's ResNets use modules)."""
+    ``torch.relu`` / ``F.relu`` called inside a ``forward`` is not and cannot be detected;
+    torchvision's ResNets use modules). ``TypeError`` when there is no ``nn.ReLU`` at all."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     out = copy.deepcopy(model)
     found = 0
     for parent in out.modules():
@@ -58,14 +63,17 @@ def guided_relu(model: nn.Module) -> nn.Module:
                 setattr(parent, name, GuidedReLU())
                 found += 1
     if not found:
-        raise TypeError(f"model: {type(model).__name__} has no nn.ReLU module to guide")
+        raise TypeError(f"model: {type(model).__name__} has no nn.ReLU module to guide (a "
+                        "functional relu cannot be replaced)")
     return out.train(model.training)
 
 
 def guided_backprop(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-    """Guided backpropagation (Springenberg et al. 2015): the input gradient through ReLUs
-    that pass back only positive gradients at positive inputs
-    (:func:`guided_relu`, on a copy: ``model`` is unchanged)."""
+    """Guided backpropagation (Springenberg et al. 2015) ``(N, C, H, W)``: the input gradient
+    of the class score where every ``nn.ReLU`` passes back only positive gradients, and only
+    where its input was positive (:class:`GuidedReLU`). Computed on a copy
+    (:func:`guided_relu`) in eval mode: ``model``, its modules, parameters and mode are
+    unchanged, and no parameter ``.grad`` is written."""
     return input_gradient(guided_relu(model).eval(), x, target)
 
 

@@ -85,7 +85,6 @@ def hires_cam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
 @_ag_method
 def grad_cam_pp(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """Grad-CAM++ (closed form for an exponential score, as in the paper and grad-cam).
-
     Computed in float64: the denominator 2 G^2 + sum(A) G^3 comes close to zero at some
     positions, where float32 rounding alone moves the map by ~1e-4.
     """
@@ -316,11 +315,10 @@ def normalize(maps: torch.Tensor) -> torch.Tensor:
 
     An all-zero map stays all zero (no division by zero, no NaN).
     """
-    flat = maps.reshape(maps.shape[0], -1)
-    lo = flat.min(dim=1).values[:, None, None]
-    shifted = maps - lo
-    hi = shifted.reshape(maps.shape[0], -1).max(dim=1).values[:, None, None]
-    return shifted / (hi + EPS)
+    lo, hi = torch.aminmax(maps.reshape(maps.shape[0], -1), dim=1)
+    lo, hi = lo[:, None, None], hi[:, None, None]
+    # = (maps - lo) / (max(maps - lo) + EPS) in two passes: rounding keeps max(maps - lo) = hi - lo
+    return (maps - lo).div_(hi - lo + EPS)
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -359,43 +357,76 @@ def finalize(raw: torch.Tensor, size: tuple[int, int] | None = None,
     return upsample(maps, size) if size is not None else maps
 
 
-@torch.no_grad()
-def score_cam(model: nn.Module, x: torch.Tensor, A: torch.Tensor, target: Target,
-              batch_size: int = 32, max_channels: int | None = None) -> torch.Tensor:
-    """Score-CAM raw map ``(N, h, w)``: one masked forward per channel, batched.
+def _masked_scores(model: nn.Module, x: torch.Tensor, picked: torch.Tensor, target: Target,
+                   batch_size: int) -> torch.Tensor:
+    """The target score of image i masked by each of its channels ``picked[i]`` ``(N, k, h, w)``
+    -> ``(N, k)``. Masks are made per batch (upsampled, min-max scaled), never all at once;
+    batches mix images; an all-zero channel's mask is 0, so all of an image's all-zero
+    channels share one forward of ``x * 0``; on the CPU the batches are channels-last."""
+    n, k = picked.shape[:2]
+    dead = picked.flatten(2).abs().amax(-1) == 0
+    img, pos = (~dead).nonzero(as_tuple=True)
+    zero_img = dead.any(dim=1).nonzero()[:, 0]
+    img, pos = torch.cat([img, zero_img]), torch.cat([pos, torch.full_like(zero_img, -1)])
+    fmt = torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
+    scores = []
+    with torch.inference_mode():
+        for start in range(0, len(img), batch_size):
+            i, p = img[start:start + batch_size], pos[start:start + batch_size]
+            masks = F.interpolate(picked[i, p.clamp(min=0), None], size=x.shape[-2:],
+                                  mode="bilinear", align_corners=False)
+            lo, hi = torch.aminmax(masks.flatten(1), dim=1)
+            masks = (masks - lo[:, None, None, None]) / (hi - lo + EPS)[:, None, None, None]
+            masks[p < 0] = 0
+            batch = torch.empty((len(i), *x.shape[1:]), dtype=x.dtype, device=x.device,
+                                memory_format=fmt)
+            torch.mul(x[i], masks, out=batch)
+            logits = run_model(model, batch)
+            scores.append(target_scores(logits, select_target(target, n, index=i)))
+    scores = torch.cat(scores).clone()                # a normal tensor, not an inference one
+    out = scores.new_zeros(n, k)
+    live = len(img) - len(zero_img)
+    out[img[:live], pos[:live]] = scores[:live]
+    per_image_zero = scores.new_zeros(n)
+    per_image_zero[zero_img] = scores[live:]
+    return torch.where(dead, per_image_zero[:, None], out)
 
-    Each channel ``A_k`` is upsampled to the input size, min-max scaled to [0, 1] and used
-    as a soft mask on the input; the class score of the masked image (before softmax) is
-    softmaxed over channels to give the channel weights. ``max_channels`` keeps the channels
-    with the largest mean activation (None: all of them).
-    """
+
+@torch.no_grad()
+def score_cam_scores(model: nn.Module, x: torch.Tensor, A: torch.Tensor, target: Target,
+                     batch_size: int = 32, max_channels: int | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score-CAM before its softmax: ``(scores (N, k), channels (N, k, h, w))``, the target's
+    logit for image i masked by each of its k channels ``A_k`` (upsampled bilinearly to the
+    input size, min-max scaled to [0, 1] with ``+ 1e-7``), and those channels.
+    ``max_channels``: keep the channels with the largest mean activation (None: all).
+    ``batch_size``: masked images per forward (``benchmarks/bench_scorecam.py``)."""
     check_images(model, x)
     _check_A(A)
     n, c, h, w = A.shape
     if A.shape[0] != x.shape[0]:
         raise ValueError(f"A: activations for {A.shape[0]} images, but x has {x.shape[0]}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
+    if A.device != x.device:
+        raise ValueError(f"A: on {A.device}, but x is on {x.device}; put both on the model's "
+                         "device")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     A = A.detach()
-    masks = F.interpolate(A, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    flat = masks.reshape(n, c, -1)
-    lo, hi = flat.min(-1).values, flat.max(-1).values
-    masks = (masks - lo[..., None, None]) / (hi - lo + EPS)[..., None, None]
     channels = torch.arange(c, device=A.device).expand(n, c)
     if max_channels is not None and max_channels < c:
         channels = A.mean(dim=(2, 3)).topk(max_channels, dim=1).indices
     k = channels.shape[1]
-    with model_mode(model):
-        weights = torch.empty(n, k, device=A.device, dtype=A.dtype)
-        for i in range(n):
-            for start in range(0, k, batch_size):
-                idx = channels[i, start:start + batch_size]
-                batch = x[i:i + 1] * masks[i, idx][:, None]
-                t_b = select_target(target, n, index=[i], repeats=len(idx))
-                weights[i, start:start + len(idx)] = target_scores(run_model(model, batch), t_b)
-        weights = weights.softmax(dim=1)
     selected = A.gather(1, channels[..., None, None].expand(n, k, h, w))
-    return _weighted_sum(weights, selected)
+    with model_mode(model):
+        return _masked_scores(model, x, selected, target, batch_size), selected
+
+
+def score_cam(model: nn.Module, x: torch.Tensor, A: torch.Tensor, target: Target,
+              batch_size: int = 32, max_channels: int | None = None) -> torch.Tensor:
+    """Score-CAM raw map ``(N, h, w)``: :func:`score_cam_scores`' channels weighted by the
+    softmax of their scores (a baseline score subtracted from all would not change it)."""
+    scores, selected = score_cam_scores(model, x, A, target, batch_size, max_channels)
+    return _weighted_sum(scores.softmax(dim=1).to(A.dtype), selected)
 
 
 def explain(model: nn.Module, x: torch.Tensor, layers, target: Target,

@@ -11,10 +11,17 @@ Why hooks: an ``nn.Module`` has no ``.grad``; a layer's output exists only while
 runs. A forward hook records it, and ``torch.autograd.grad`` differentiates the target score
 with respect to exactly the recorded tensors (no parameter ``.grad`` is written).
 
-Why the recorded tensor is safe from in-place ops: the hook keeps the module's output and hands
-a *clone* on to the rest of the network. torchvision's ``ReLU(inplace=True)`` and
-``out += identity`` then modify the clone, never the recorded tensor: the activation holds the
-value the layer produced, and the gradient is the score's gradient with respect to it.
+Why the recorded tensor is safe from in-place ops: torchvision's ``ReLU(inplace=True)`` and
+``out += identity`` overwrite some layers' outputs (``bn1``, ``bn2``) later in the same forward.
+For such an output the hook hands a *clone* on to the rest of the network, which modifies the
+clone, never the recorded tensor: the activation holds the value the layer produced, and the
+gradient is the score's gradient with respect to it. Cloning every output would copy each, so
+the capture learns, per model and per call, which outputs the rest of the forward modifies in
+place (the clone handed on has a bumped version counter) and clones only those. An output
+handed on as is is checked after every forward (its version counter must not have moved); if
+it moved, the forward runs once more with that output cloned (in training mode BatchNorm's
+running statistics then move twice), so a recording is never corrupted. Only writes through
+``.data``, which bypass the version counter, would go unseen.
 
 Bad input is refused before the forward (:func:`check_images`: shape, dtype, channels, NaN or
 inf); a layer whose gradient is missing (all zero) or not finite is warned about by name.
@@ -28,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import warnings
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -104,6 +112,13 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module, i
     return base, modules[base], call
 
 
+_WRITTEN_IN_PLACE: weakref.WeakKeyDictionary[nn.Module, dict[str, bool]] = (
+    weakref.WeakKeyDictionary())
+"""Per model, per call ``"base#k"``: whether the rest of its forward modifies that output in
+place (True: the capture hands on a clone). Learned from the clones handed on, checked on
+every forward (see the module docstring)."""
+
+
 def _all_finite(tensors: list[torch.Tensor]) -> bool:
     """False when some value may not be finite: one fused norm per tensor (an inf or NaN
     makes its norm non-finite; so may huge finite values, hence only a prefilter), a tenth
@@ -138,11 +153,21 @@ class Capture:
         # requested name -> (module name, call index or None); modules hooked once each
         self._requests: dict[str, tuple[str, int | None]] = {}
         self._modules: dict[str, nn.Module] = {}
+        # the calls whose output is read: base -> call indices (None: every call)
+        self._wanted: dict[str, set[int] | None] = {}
         for layer in layers:
             base, module, call = resolve_layer(model, layer)
             key = base if call is None else f"{base}#{call}"
             self._requests[key] = (base, call)
             self._modules[base] = module
+            wanted = self._wanted.setdefault(base, set())
+            if call is None or wanted is None:
+                self._wanted[base] = None
+            else:
+                wanted.add(call)
+        self._written = _WRITTEN_IN_PLACE.setdefault(model, {})
+        self._handed: list[tuple[str, torch.Tensor]] = []           # clones handed on
+        self._kept: list[tuple[str, torch.Tensor, int]] = []        # outputs handed on as is
         self._calls: dict[str, list[torch.Tensor]] = {}
         self._order: list[tuple[int, str]] = []
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -197,12 +222,33 @@ class Capture:
                 raise TypeError(f"layers: {base!r} returns {type(output).__name__}, not a "
                                 "tensor; capture a layer whose output is a single tensor")
             calls = self._calls.setdefault(base, [])
-            self._order.append((len(self._order), f"{base}#{len(calls)}"))
+            key = f"{base}#{len(calls)}"
+            self._order.append((len(self._order), key))
             calls.append(output)
-            # The rest of the network gets a clone: in-place ops downstream modify the clone,
+            wanted = self._wanted[base]
+            if self._tracing or (wanted is not None and len(calls) - 1 not in wanted):
+                return None              # only its shape is read, or not read at all
+            if self._written.get(key) is False:      # nothing downstream writes into it
+                self._kept.append((key, output, output._version))
+                return None
+            # Unknown or written in place downstream: the rest of the network gets a clone,
             # the recorded tensor keeps the value this layer produced.
-            return output.clone()
+            handed = output.clone()
+            self._handed.append((key, handed))
+            return handed
         return hook
+
+    def _settle(self) -> bool:
+        """After a forward: learn which outputs were written in place downstream (their clone
+        changed); False when an output handed on as is was written (then run again)."""
+        for key, handed in self._handed:
+            self._written[key] = handed._version > 0
+        broken = [key for key, t, version in self._kept if t._version != version]
+        for key in broken:
+            self._written[key] = True
+        self._handed.clear()
+        self._kept.clear()
+        return not broken
 
     # -- passes -----------------------------------------------------------------------------
     @property
@@ -222,19 +268,26 @@ class Capture:
             raise RuntimeError("capture: use it as a context manager "
                                "(with capture(model, layers) as cap: ...)")
         check_images(self.model, x)
-        self._calls.clear()
-        self._order.clear()
         self.activations, self.gradients = {}, {}
         self.input_gradient = self.scores = None
         # A fresh leaf that requires grad: gradients flow even through frozen parameters,
         # and the caller's tensor is left alone.
         self.input = x.detach().clone().requires_grad_(True)
-        self._running = True
-        try:
-            with torch.enable_grad() if grad else torch.no_grad():
-                logits = run_model(self.model, self.input)
-        finally:
-            self._running = False
+        while True:      # once more only when an output is newly found written in place
+            self._calls.clear()
+            self._order.clear()
+            self._running = True
+            try:
+                with torch.enable_grad() if grad else torch.no_grad():
+                    logits = run_model(self.model, self.input)
+            except BaseException:
+                self._handed.clear()
+                self._kept.clear()
+                raise
+            finally:
+                self._running = False
+            if self._settle():
+                break
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise TypeError("model: expected the model to return logits of shape "
                             f"(N, num_classes), got {getattr(logits, 'shape', type(logits))}")

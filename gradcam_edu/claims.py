@@ -23,11 +23,16 @@ The designs (every setting is measured for every seed, all with Grad-CAM):
 
 from __future__ import annotations
 
-from .evidence import Evidence, setting
-from .verdict import Claim, Effect, contrast, derived, effect, seed_margin
+import textwrap
+from collections.abc import Sequence
+
+import torch
+
+from .evidence import FACTORS, Evidence, setting, setting_key
+from .verdict import Claim, Effect, contrast, derived, effect, seed_bootstrap, seed_margin
 
 __all__ = ["HEADS", "HOOKS", "SKIP_DERIVATION", "STATEMENTS", "depth_effects", "purpose_table",
-           "factorial_effects",
+           "factorial_effects", "faithfulness_table", "isolated_effects", "post_decomposition",
            "inside_block_steps", "measure_claims"]
 
 STATEMENTS = {
@@ -51,7 +56,6 @@ SKIP_DERIVATION = (
 )
 HEADS = ("random fc", "trained fc", "probe")
 HOOKS = ("layer4.0.conv1", "layer4.0")
-SKIP_LAYERS = ("layer4.0", "layer3.1", "conv1")
 
 
 def inside_block_steps(ev: Evidence, metric: str, n_boot: int = 2000) -> list[Effect]:
@@ -105,8 +109,64 @@ def factorial_effects(ev: Evidence, metric: str, n_boot: int = 2000) -> list[Eff
 def depth_effects(ev: Evidence, metric: str, n_boot: int = 2000) -> list[Effect]:
     """Cut minus full model, the depth changed alone, at every head x hook point of
     claim (c)'s design (six simple effects)."""
-    return [effect(ev, _cell(h, k, "cut"), _cell(h, k, "full"), metric,
-                   f"{h} @ {k}: cut - full", n_boot) for h in HEADS for k in HOOKS]
+    return isolated_effects(ev, "depth", "cut", "full", metric, n_boot)
+
+
+def post_decomposition(ev: Evidence, metric: str, n_boot: int = 2000) -> list[Effect]:
+    """The post's comparison (example 3 - example 1: random fc at ``layer4.1.conv2`` of the
+    full model -> trained fc at ``layer4.0.conv1`` of the cut model) as one-factor steps, in
+    both orders of the head and the hook point (the steps of each order sum to the whole),
+    then the head x hook interaction: how much the hook step differs between the heads.
+    Labels: ``A1`` head (random -> trained fc) at ``layer4.1.conv2``, ``A2`` hook point
+    (``layer4.1.conv2`` -> ``layer4.0.conv1``) with the trained fc; ``B1`` / ``B2`` the same
+    two steps in the other order; ``3`` depth (full -> cut)."""
+    ex1 = setting(head="random fc", layer="layer4.1.conv2")
+    mid_a = setting(layer="layer4.1.conv2")                         # head first
+    mid_b = setting(head="random fc", layer="layer4.0.conv1")       # hook point first
+    both = setting(layer="layer4.0.conv1")
+    ex3 = setting(depth="cut", layer="layer4.0.conv1")
+    steps = [("A1 head, at layer4.1.conv2", mid_a, ex1),      # random -> trained fc
+             ("A2 hook point, trained fc", both, mid_a),      # conv2 -> layer4.0.conv1
+             ("B1 hook point, random fc", mid_b, ex1),
+             ("B2 head, at layer4.0.conv1", both, mid_b),
+             ("3 depth, trained fc @ layer4.0.conv1", ex3, both)]
+    out = [effect(ev, a, b, metric, label, n_boot) for label, a, b in steps]
+    out.append(contrast(ev, [(both, 1.0), (mid_a, -1.0), (mid_b, -1.0), (ex1, 1.0)], metric,
+                        "head x hook (A2 - B1)", n_boot))
+    out.append(effect(ev, ex3, ex1, metric, "total: example 3 - example 1", n_boot))
+    return out
+
+
+def isolated_effects(ev: Evidence, cause: str, clearer: str, other: str, metric: str,
+                     n_boot: int = 2000, skip: Sequence[str] = (),
+                     name: str | None = None) -> list[Effect]:
+    """Every measured comparison that changes ``cause`` alone, from ``other`` to ``clearer``
+    (e.g. ``cause="layer"``, ``clearer="layer4.1.pre_relu"``, ``other="layer4.1.bn2"``):
+    one effect per setting of the other factors in which both levels were measured (Grad-CAM
+    only; ``skip``: layers left out, e.g. where the effect is a derivation). Found from the
+    evidence's keys, so no measured setting can be left out by hand. Labels read
+    ``"<head>[, cut][, skip gradient off][ @ layer]: <name>"``, ``name`` defaulting to
+    ``"<clearer> - <other>"``."""
+    if cause not in FACTORS or cause == "method":
+        raise ValueError(f"cause: expected one of {FACTORS[:-1]}, got {cause!r}")
+    name = name or f"{clearer} - {other}"
+    out = []
+    for key in sorted(ev.scores):
+        s = dict(zip(FACTORS, key.split("|"), strict=True))
+        if s[cause] != other or s["method"] != "gradcam" or s["layer"] in skip:
+            continue
+        up = {**s, cause: clearer}
+        if setting_key(up) not in ev.scores:
+            continue
+        where = [s["head"]] + [text for f, value, text in (
+            ("depth", "cut", "cut"), ("skip_gradient", "off", "skip gradient off"))
+            if f != cause and s[f] == value]
+        at = f" @ {s['layer']}" if cause != "layer" else ""
+        out.append(effect(ev, up, s, metric, f"{', '.join(where)}{at}: {name}", n_boot))
+    if not out:
+        raise ValueError(f"cause: no measured setting changes {cause!r} alone from {other!r} "
+                         f"to {clearer!r}")
+    return out
 
 
 def measure_claims(ev: Evidence, metric: str = "energy", margin: float | None = None,
@@ -122,17 +182,15 @@ def measure_claims(ev: Evidence, metric: str = "energy", margin: float | None = 
     a = Claim("a", STATEMENTS["a"], "skip_gradient", metric, [derived(
         "layer4.1.conv2: skip gradient off - on", off, on, metric, SKIP_DERIVATION)],
         margin=margin)
-    a2 = Claim("a2", STATEMENTS["a2"], "skip_gradient", metric, [
-        effect(ev, setting(layer=la, skip_gradient="off"), setting(layer=la), metric,
-               f"{la}: skip gradient off - on", n_boot) for la in SKIP_LAYERS], margin=margin)
-    a3 = Claim("a3", STATEMENTS["a3"], "layer", metric, [
-        effect(ev, setting(layer="layer4.1.pre_relu"), setting(layer="layer4.1.bn2"), metric,
-               "bn2 + skip - bn2", n_boot)], margin=margin)
-    b_eff = {h: effect(ev, setting(head=h, layer="conv1"), setting(head=h, layer="layer4.1.conv2"),
-                       metric, f"{h}: conv1 - layer4.1.conv2", n_boot)
-             for h in ("random fc", "trained fc")}
-    b = Claim("b", STATEMENTS["b"], "layer", metric, list(b_eff.values()),
-              source=b_eff["random fc"], margin=margin)
+    a2 = Claim("a2", STATEMENTS["a2"], "skip_gradient", metric, isolated_effects(
+        ev, "skip_gradient", "off", "on", metric, n_boot, skip=["layer4.1.conv2"],
+        name="skip gradient off - on"), margin=margin)
+    a3 = Claim("a3", STATEMENTS["a3"], "layer", metric, isolated_effects(
+        ev, "layer", "layer4.1.pre_relu", "layer4.1.bn2", metric, n_boot,
+        name="bn2 + skip - bn2"), margin=margin)
+    b_iso = isolated_effects(ev, "layer", "conv1", "layer4.1.conv2", metric, n_boot)
+    b_src = next(e for e in b_iso if e.other == setting(head="random fc", layer="layer4.1.conv2"))
+    b = Claim("b", STATEMENTS["b"], "layer", metric, b_iso, source=b_src, margin=margin)
     c_iso = depth_effects(ev, metric, n_boot)
     c_src = effect(ev, _cell("trained fc", "layer4.0.conv1", "cut"),
                    setting(head="random fc", layer="layer4.1.conv2"), metric,
@@ -147,23 +205,82 @@ PURPOSE_METRICS = {"energy": "localisation", "clarity": "clarity",
                    "target_share": "class discrimination"}
 
 
-def purpose_table(ev: Evidence, layers=PURPOSE_LAYERS, n_boot: int = 1000) -> str:
+def purpose_table(ev: Evidence, layers=PURPOSE_LAYERS, n_boot: int = 1000,
+                  ceilings: dict[str, tuple[str, float]] | None = None) -> str:
     """Per layer (Grad-CAM, trained head, full model): the mean of each of
     :data:`PURPOSE_METRICS` with its 95% interval over seeds and images, then the layer that
-    scores best on each (the best mean; ties within the margin are listed together)."""
+    scores best on each (the best mean; ties within the margin are listed together).
+    ``ceilings``: ``{layer: (grid, mean energy ceiling on the same pairs)}`` adds the grid,
+    the ceiling (:func:`gradcam_edu.metrics.energy_ceiling`) and energy / ceiling, and a
+    last line for the best energy / ceiling."""
     means: dict[str, dict[str, Effect]] = {}
     head = f"{'layer':<16}" + "".join(f"{m + ' [95% CI]':<24}" for m in PURPOSE_METRICS)
+    if ceilings is not None:
+        head += f"{'grid':>8}{'ceiling':>9}{'energy/ceiling':>16}"
     lines = [head.rstrip()]
     for la in layers:
         means[la] = {m: contrast(ev, [(setting(layer=la), 1.0)], m, la, n_boot)
                      for m in PURPOSE_METRICS}
-        lines.append(f"{la:<16}" + "".join(
-            f"{e.difference:.2f} [{e.low:.2f}, {e.high:.2f}]".ljust(24)
-            for e in means[la].values()).rstrip())
+        row = f"{la:<16}" + "".join(f"{e.difference:.2f} [{e.low:.2f}, {e.high:.2f}]".ljust(24)
+                                    for e in means[la].values())
+        if ceilings is not None:
+            grid, ceiling = ceilings[la]
+            row += f"{grid:>8}{ceiling:>9.2f}{means[la]['energy'].difference / ceiling:>16.2f}"
+        lines.append(row.rstrip())
     for m, purpose in PURPOSE_METRICS.items():
         margin = seed_margin(ev, m)
         best = max(means[la][m].difference for la in layers)
         tops = [la for la in layers if means[la][m].difference >= best - margin]
         lines.append(f"best {purpose} ({m}, within the margin {margin:g} of the best): "
                      f"{', '.join(tops)}")
+    if ceilings is not None:
+        ratio = {la: means[la]["energy"].difference / ceilings[la][1] for la in layers}
+        top = max(ratio.values())
+        lines.append("best energy / ceiling (within 0.02 of the best): "
+                     + ", ".join(la for la in layers if ratio[la] >= top - 0.02))
+    return "\n".join(lines)
+
+
+def faithfulness_table(fe, ev: Evidence, n_boot: int = 1000) -> str:
+    """Deletion and insertion (faithfulness, ``fe``: a
+    :class:`gradcam_edu.faithfulness_evidence.Faithfulness`) beside energy (localisation, from
+    ``ev``) on the same (image, class) pairs and seeds, per (layer, method): mean [95%
+    interval over seeds and images]; then the model-free references; then the layers best on
+    each column (within the column's seed margin of the best)."""
+    p = len(fe.image_index)
+    if (tuple(fe.seeds) != tuple(ev.seeds) or not torch.equal(ev.image_index[:p], fe.image_index)
+            or not torch.equal(ev.target_class[:p], fe.target_class)):
+        raise ValueError("fe: its seeds and pairs must be ev's seeds and first pairs")
+    cols = {"deletion": "deletion (lower: better)", "insertion": "insertion (higher: better)",
+            "energy": "energy (higher: better)"}
+    lines = [(f"{'layer':<16}{'method':<13}" + "".join(f"{c:<28}" for c in cols.values())).rstrip()]
+    means: dict[str, dict[tuple[str, str], float]] = {c: {} for c in cols}
+
+    def cell(scores: torch.Tensor, col: str, key: tuple[str, str]) -> str:
+        mean, low, high, _ = seed_bootstrap(scores, fe.image_index, n_boot)
+        means[col][key] = mean
+        return f"{mean:.3f} [{low:.3f}, {high:.3f}]".ljust(28)
+
+    for key in (k.split("|") for k in fe.scores if not k.startswith("(reference)")):
+        la, m = key
+        energy = ev.get(setting(layer=la, method=m), "energy")[:, :p]
+        lines.append(f"{la:<16}{m:<13}" + (cell(fe.get(la, m, "deletion"), "deletion", (la, m))
+                     + cell(fe.get(la, m, "insertion"), "insertion", (la, m))
+                     + cell(energy, "energy", (la, m))).rstrip())
+    for name in fe.meta.get("references", []):
+        energy = {"centre": ev.baselines.get("centre_energy")}.get(name)
+        e = f"{float(energy[:p].mean()):.3f}" if energy is not None else "-"
+        lines.append(f"{'(reference)':<16}{name:<13}" + "".join(
+            f"{float(fe.get('(reference)', name, mode).double().mean()):.3f}".ljust(28)
+            for mode in ("deletion", "insertion")) + e)
+    lines.append(f"{p} pairs from {len(torch.unique(fe.image_index))} images x "
+                 f"{len(fe.seeds)} seeds, {fe.meta.get('steps')} steps; 95% intervals over "
+                 "seeds and images")
+    for col in cols:
+        margin = seed_margin(fe if col != "energy" else ev, col)
+        sign = -1.0 if col == "deletion" else 1.0
+        best = max(sign * v for v in means[col].values())
+        tops = [f"{la} {m}" for (la, m), v in means[col].items() if sign * v >= best - margin]
+        lines += textwrap.wrap(f"best on {col} (within its seed margin {margin:g}): "
+                               f"{', '.join(tops)}", 100, subsequent_indent="    ")
     return "\n".join(lines)

@@ -4,6 +4,7 @@
     python -m gradcam_edu sweep IMAGE [--model M] [--layers L ...] [--methods X ...] -o F
     python -m gradcam_edu models
     python -m gradcam_edu layers [--model M]
+    python -m gradcam_edu fetch ARCH [ARCH ...] [--timeout S]   (downloads, when asked)
 
 Every input mistake (unreadable image, unknown model / layer / class / method) ends with a
 one-line message on stderr naming the problem and the valid choices, and exit code 2.
@@ -13,19 +14,19 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
-from . import cams, images, layers, models, shapes, viz, weights
+from . import cams, fetch, images, layers, models, shapes, viz, weights
 from .capture import capturable_layers, capture, split_call
 from .cli_parser import DPI_RANGE, build_parser
 
@@ -33,7 +34,7 @@ EXIT_USAGE = 2
 SHAPES_PREFIX = "shapes:"
 TORCHVISION_PREFIX = "torchvision:"
 RANDOM_PREFIX = "random:"
-TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50")
+TORCHVISION_ARCHS = models.IMAGENET_ARCHS
 RANDOM_ARCHS = ("resnet18_narrow", "plain_cnn")
 
 
@@ -82,9 +83,8 @@ def load_cli_model(spec: str, weights_kind: str | None = None) -> LoadedModel:
             model = models.torchvision_resnet(arch, weights=kind)
         except (FileNotFoundError, ValueError) as err:  # absent, or corrupt in the cache
             raise CliError(f"{err} Or use --weights random.") from None
-        enum = getattr(torchvision.models, models._TV_WEIGHTS[arch]).IMAGENET1K_V1
-        return LoadedModel(model, f"{arch} ({kind})", list(enum.meta["categories"]),
-                           imagenet=True)
+        categories = models.imagenet_weights(arch).meta["categories"]
+        return LoadedModel(model, f"{arch} ({kind})", list(categories), imagenet=True)
     if weights_kind is not None:
         raise CliError(f"--weights applies to torchvision:ARCH models only, not {spec!r}; "
                        f"valid: {', '.join(TORCHVISION_PREFIX + a for a in TORCHVISION_ARCHS)}")
@@ -319,7 +319,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     print("untrained (seeded random weights, a sanity-check baseline):")
     for arch in RANDOM_ARCHS:
         print(f"  {RANDOM_PREFIX + arch}")
-    print("torchvision (ImageNet weights only from the local torch cache, never downloaded):")
+    print("torchvision (ImageNet weights from the local torch cache; `fetch ARCH` downloads):")
     for arch in TORCHVISION_ARCHS:
         path = models.imagenet_weight_path(arch)
         state = "present" if path.is_file() else f"absent ({path})"
@@ -340,6 +340,26 @@ def cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    for arch in args.archs:
+        if arch not in TORCHVISION_ARCHS:
+            raise _unknown("architecture", arch, TORCHVISION_ARCHS)
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise CliError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
+    for arch in args.archs:
+        present = models.imagenet_weight_path(arch).is_file()
+        try:
+            path = fetch.fetch_imagenet_weights(arch, timeout=args.timeout)
+            models.torchvision_resnet(arch, weights="imagenet")  # the file loads
+        except (fetch.FetchError, ValueError) as err:
+            raise CliError(f"{arch}: {err}".replace("\n", " ")) from None
+        how = "already in the cache" if present else "downloaded"
+        print(f"{arch}: {how}, {path} ({path.stat().st_size / 2**20:.1f} MiB, sha256 "
+              f"checked); --model {TORCHVISION_PREFIX}{arch} and "
+              f"models.torchvision_resnet({arch!r}, weights='imagenet') now load it")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m gradcam_edu`` and ``gradcam-edu``; returns the exit code."""
@@ -354,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"got {getattr(args, flag)}", file=sys.stderr)
             return EXIT_USAGE
     commands = {"explain": cmd_explain, "sweep": cmd_sweep, "models": cmd_models,
-                "layers": cmd_layers}
+                "layers": cmd_layers, "fetch": cmd_fetch}
     try:
         return commands[args.command](args)
     except CliError as err:

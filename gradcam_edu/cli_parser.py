@@ -6,6 +6,8 @@ import argparse
 import textwrap
 
 from . import cams
+from .fetch import DEFAULT_TIMEOUT_S
+from .models import IMAGENET_ARCHS
 
 DPI_RANGE = (10, 600)
 EPILOG = """\
@@ -15,8 +17,9 @@ generated shapes split (shapes:test:12; shapes:12 means the test split).
 MODEL is a shipped model (see `models`: resnet18-shapes, plaincnn-shapes, probes such as
 resnet18-shapes-cut-layer4.0-probe), random:resnet18_narrow or random:plain_cnn (untrained,
 seeded: a sanity-check baseline), or torchvision:resnet18|resnet34|resnet50 with
---weights imagenet (only when the weight file is already in the local torch cache; nothing
-is downloaded) or --weights random. ImageNet models get ImageNet preprocessing.
+--weights imagenet (only when the weight file is already in the local torch cache: only
+the `fetch` command downloads, when asked) or --weights random. ImageNet models get ImageNet
+preprocessing.
 
 examples:
   python -m gradcam_edu explain shapes:test:12 --layer layer4.1 --target ring -o out.png
@@ -25,6 +28,7 @@ examples:
       --methods gradcam hirescam layercam -o grid.png
   python -m gradcam_edu models
   python -m gradcam_edu layers --model plaincnn-shapes
+  python -m gradcam_edu fetch resnet18      # once: torchvision's ImageNet weights, downloaded
 """
 
 
@@ -35,7 +39,8 @@ def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
         prog=prog, formatter_class=fmt, epilog=EPILOG,
         description=wrap("Grad-CAM figures from the command line: one layer and method "
                          "(explain), a layers x methods grid (sweep), the shipped models "
-                         "(models) and a model's layers (layers)."))
+                         "(models), a model's layers (layers); fetch downloads torchvision's "
+                         "ImageNet weights once, on request."))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     methods = ", ".join(cams.GRADIENT_METHODS)
 
@@ -97,4 +102,22 @@ def build_parser(prog: str = "gradcam-edu") -> argparse.ArgumentParser:
     common(p, with_image=False)
     p.add_argument("--all", action="store_true",
                    help="every layer with a 4-D output (BN, ReLU calls name#k, pools...)")
+    _add_fetch(sub, fmt)
     return parser
+
+
+def _add_fetch(sub, fmt) -> None:
+    """The ``fetch`` command: the only one that downloads."""
+    archs = ", ".join(IMAGENET_ARCHS)
+    p = sub.add_parser(
+        "fetch", formatter_class=fmt,
+        help=f"download torchvision's ImageNet weights ({archs}) into the torch cache",
+        description=textwrap.fill(
+            "Download torchvision's IMAGENET1K_V1 weights of each ARCH into the local torch "
+            "hub cache (torch.hub.get_dir()/checkpoints), with torch's progress bar and "
+            "sha256 check; then --model torchvision:ARCH and models.torchvision_resnet(ARCH, "
+            "weights='imagenet') find them. The only command that downloads.", 88))
+    p.add_argument("archs", nargs="+", metavar="ARCH", help=f"one or more of {archs}")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help="seconds the server may stay silent before the download gives up "
+                        f"(default: {DEFAULT_TIMEOUT_S:g})")

@@ -208,40 +208,31 @@ def measure(seeds: Sequence[int] = SEEDS, n_images: int = N_IMAGES,
 
 
 # ----------------------------------------------------------------------------- files
-def _paths(folder: Path) -> tuple[Path, Path]:
-    return folder / "evidence.safetensors", folder / "evidence.json"
-
-
-def save_evidence(ev: Evidence, folder: str | Path | None = None) -> dict:
-    """Write ``evidence.safetensors`` (the scores) and ``evidence.json`` (keys, seeds, meta,
-    sha256) to ``folder`` (default: the data folder). Returns the card."""
+def write_checked(stem: str, tensors: Mapping[str, torch.Tensor], card: dict,
+                  folder: str | Path | None = None) -> dict:
+    """Write ``<stem>.safetensors`` (``tensors``, floats as float32, each with its own
+    storage) and ``<stem>.json`` (``card`` plus the sha256 of the tensor file) to ``folder``
+    (default: the data folder). Returns the card as written."""
     folder = Path(folder) if folder is not None else weights.data_dir()
-    tensors = {"image_index": ev.image_index, "target_class": ev.target_class,
-               **{f"baseline/{k}": v.float().clone() for k, v in ev.baselines.items()},
-               **{f"random/{k}": v.float().clone() for k, v in ev.randomisation.items()}}
-    keys = []
-    for i, (key, per_metric) in enumerate(sorted(ev.scores.items())):
-        keys.append(key)
-        for metric, t in per_metric.items():
-            tensors[f"{i}/{metric}"] = t.float().clone()   # own storage each
-    blob = st_save(tensors)
-    card = {"seeds": list(ev.seeds), "settings": keys, "factors": list(FACTORS),
-            "meta": ev.meta, "sha256": hashlib.sha256(blob).hexdigest()}
-    data_path, card_path = _paths(folder)
-    data_path.write_bytes(blob)
-    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    blob = st_save({k: (v.float() if v.is_floating_point() else v).clone()
+                    for k, v in tensors.items()})
+    card = {**card, "sha256": hashlib.sha256(blob).hexdigest()}
+    (folder / f"{stem}.safetensors").write_bytes(blob)
+    (folder / f"{stem}.json").write_text(json.dumps(card, indent=1) + "\n")
     return card
 
 
-def load_evidence(folder: str | Path | None = None) -> Evidence:
-    """The shipped measurements (see the module docstring); the sha256 of the scores file is
-    checked against its JSON card before anything is decoded."""
+def read_checked(stem: str, folder: str | Path | None = None,
+                 command: str = "python -m gradcam_edu.evidence",
+                 ) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(card, tensors)`` written by :func:`write_checked`: both files at most
+    :data:`MAX_FILE_BYTES`, the tensor file's sha256 checked against the card before anything
+    is decoded (safetensors: no code runs). ``command``: how to rebuild missing files."""
     folder = Path(folder) if folder is not None else weights.data_dir()
-    data_path, card_path = _paths(folder)
+    data_path, card_path = folder / f"{stem}.safetensors", folder / f"{stem}.json"
     for p in (data_path, card_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{p} is missing; rebuild it with "
-                                    "`python -m gradcam_edu.evidence`")
+            raise FileNotFoundError(f"{p} is missing; rebuild it with `{command}`")
         if p.stat().st_size > MAX_FILE_BYTES:
             raise ValueError(f"{p}: {p.stat().st_size} bytes, more than the "
                              f"{MAX_FILE_BYTES} an evidence file may have")
@@ -251,7 +242,29 @@ def load_evidence(folder: str | Path | None = None) -> Evidence:
     if digest != card.get("sha256"):
         raise weights.ChecksumMismatchError(f"{data_path}: sha256 {digest} differs from "
                                             f"{card_path.name}'s {card.get('sha256')}")
-    tensors = st_load(blob)
+    return card, st_load(blob)
+
+
+def save_evidence(ev: Evidence, folder: str | Path | None = None) -> dict:
+    """Write ``evidence.safetensors`` (the scores) and ``evidence.json`` (keys, seeds, meta,
+    sha256) to ``folder`` (default: the data folder). Returns the card."""
+    tensors = {"image_index": ev.image_index, "target_class": ev.target_class,
+               **{f"baseline/{k}": v for k, v in ev.baselines.items()},
+               **{f"random/{k}": v for k, v in ev.randomisation.items()}}
+    keys = []
+    for i, (key, per_metric) in enumerate(sorted(ev.scores.items())):
+        keys.append(key)
+        for metric, t in per_metric.items():
+            tensors[f"{i}/{metric}"] = t
+    card = {"seeds": list(ev.seeds), "settings": keys, "factors": list(FACTORS),
+            "meta": ev.meta}
+    return write_checked("evidence", tensors, card, folder)
+
+
+def load_evidence(folder: str | Path | None = None) -> Evidence:
+    """The shipped measurements (see the module docstring); the sha256 of the scores file is
+    checked against its JSON card before anything is decoded."""
+    card, tensors = read_checked("evidence", folder)
     scores = {key: {m: tensors[f"{i}/{m}"] for m in card["meta"]["metrics"]}
               for i, key in enumerate(card["settings"])}
     def group(prefix: str) -> dict[str, torch.Tensor]:

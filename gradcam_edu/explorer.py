@@ -16,66 +16,39 @@ the raw signed map at the layer's own grid (nearest-neighbour, so the grid is vi
 colour bar of its value range, and the model's class probabilities (sigmoid for multi-label
 models, softmax otherwise: :func:`gradcam_edu.models.probability_kind`).
 
-``ex.state``, ``ex.current_map`` and ``ex.counts`` (forwards / backwards run) make it
-testable without a browser: set any widget's ``value`` from Python and read them back.
+Given the objects' masks (the shapes world), the overlay outlines them on request and a line
+under the map gives its scores, by the scoreboard's functions (energy, pointing within 15 px,
+target share). The display bundle holds the live widget and a PNG snapshot of the view
+(:meth:`Explorer.snapshot`), which viewers without a kernel or widget state show instead.
+
+``ex.state``, ``ex.current_map``, ``ex.current_scores`` and ``ex.counts`` (forwards /
+backwards run) make it testable without a browser: set any widget's ``value`` from Python
+and read them back.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
+import base64
 import html
+import io
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import ipywidgets as widgets
 import torch
 from PIL import Image
 from torch import nn
 
-from . import cams, render
+from . import cams, render, views
 from .images import as_image_tensor, decode_image, encode, to_uint8
 from .layers import same_output_as
 from .render import Display
-from .session import Budget, ImageList, Session
+from .session import Budget, GroundTruth, ImageList, Selection, Session, group_options
 from .threads import torch_threads
 
 __all__ = ["Budget", "Display", "Explorer", "Selection"]
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
-
-# ----------------------------------------------------------------------------- options
-@dataclass(frozen=True)
-class Selection:
-    """What the explorer shows first; each is then changed by its widget or :meth:`set`.
-    ``layer`` None: the last layer; ``method`` None: the first method; ``target`` None:
-    follow the top predicted class; ``alpha``: the map's opacity over the image."""
-
-    image: int = 0
-    layer: str | None = None
-    method: str | None = None
-    target: int | str | None = None
-    alpha: float = 0.5
-
-    def __post_init__(self):
-        if not 0.0 <= float(self.alpha) <= 1.0:
-            raise ValueError(f"alpha: expected an opacity between 0 and 1, got {self.alpha}")
-
-
-_GROUPS = (Selection, Display, Budget)
-
-
-def _group_options(options: dict) -> tuple[Selection, Display, Budget]:
-    """``Explorer``'s keyword options, sorted into their groups by name."""
-    group_of = {f.name: g for g in _GROUPS for f in dataclasses.fields(g)}
-    for name in options:
-        if name not in group_of:
-            close = difflib.get_close_matches(name, list(group_of), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise TypeError(f"Explorer: unknown option {name!r}{hint}; options: "
-                            f"{', '.join(group_of)}")
-    return tuple(g(**{k: v for k, v in options.items() if group_of[k] is g}) for g in _GROUPS)
 
 
 # ----------------------------------------------------------------------------- the explorer
@@ -94,7 +67,10 @@ class Explorer:
     probabilities: ``"sigmoid"``, ``"softmax"`` or ``"auto"`` (the model's own:
     :func:`gradcam_edu.models.probability_kind`). preprocess: applied to the [0, 1] images
     before the model (e.g. :func:`gradcam_edu.images.imagenet_normalize`); the views always
-    show the [0, 1] image.
+    show the [0, 1] image. masks, classes: the given images' objects, both or neither, as
+    :func:`gradcam_edu.shapes.shapes_sample` returns them (``masks[i]`` bool ``(K_i, H, W)``
+    aligned with ``classes[i]``), for the outline toggle and the scores line
+    (:class:`gradcam_edu.session.GroundTruth`).
 
     Keyword options, by group: :class:`Selection` (``image``, ``layer``, ``method``,
     ``target``, ``alpha``), :class:`Display` (``display_size``, ``cmap``, ``image_format``),
@@ -102,24 +78,27 @@ class Explorer:
     ``ex.display`` and ``ex.budget``.
 
     Widgets: ``image_slider``, ``upload``, ``class_dropdown``, ``top_class``,
-    ``method_dropdown``, ``layer_slider`` (+ ``layer_label``), ``alpha_slider``; views
-    ``input_image``, ``overlay_image``, ``raw_image`` (ipywidgets.Image),
-    ``probabilities``, captions and ``message`` (ipywidgets.HTML); all in ``widget``.
+    ``method_dropdown``, ``layer_slider`` (+ ``layer_label``), ``alpha_slider``,
+    ``mask_outline`` (shown with masks); views ``input_image``, ``overlay_image``,
+    ``raw_image`` (ipywidgets.Image), ``probabilities``, ``score_line`` (shown with masks),
+    captions and ``message`` (ipywidgets.HTML); all in ``widget``.
     """
 
     def __init__(self, model: nn.Module, images, class_names: Sequence[str] | None = None,
                  layers: Sequence[str] | str | None = None,
                  methods: Sequence[str] | None = None, image_size: int = 224,
                  probabilities: str = "auto", preprocess: Preprocess | None = None,
+                 masks: Sequence | None = None, classes: Sequence[Sequence[int]] | None = None,
                  **options):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-        start, self.display, self.budget = _group_options(options)
+        start, self.display, self.budget = group_options(options)
         self.model, self.preprocess = model, preprocess
         self.image_size = int(image_size)
         self.display_size = int(self.display.display_size or max(self.image_size, 224))
         self.cmap, self.image_format = self.display.cmap, self.display.image_format
         self.images = ImageList(images, self.image_size)
+        self.truth = GroundTruth.given(masks, classes, len(self.images), self.image_size)
         self.methods = cams.check_methods(methods if methods is not None
                                           else list(cams.GRADIENT_METHODS))
         #: milliseconds spent in the last update (from a value change to the new images)
@@ -132,15 +111,12 @@ class Explorer:
         self.layers, self.class_names = self.session.layers, self.session.class_names
         self.probability_kind = self.session.probability_kind
         self._same_as = same_output_as(model, self.layers)
-        layer = start.layer if start.layer is not None else self.layers[-1]
-        if layer not in self.layers:
-            raise ValueError(f"layer: {layer!r} is not one of the explorer's layers: "
-                             f"{', '.join(self.layers)}")
+        layer = self.layers[self._layer_index(start.layer or self.layers[-1])]
         method = start.method or self.methods[0]
         cams.check_method(method, self.methods, "method")
         cls = (self.session.top_class() if start.target is None
                else self.session.class_index(start.target))
-        self._map_message = False
+        self._map_message, self._scores = False, None
         self._load_error: str | None = None  # why the last image change failed, if it did
         self._build_widgets(start.image, layer, cls, method, start.alpha,
                             follow_top=start.target is None)
@@ -170,6 +146,10 @@ class Explorer:
         self.alpha_slider = widgets.FloatSlider(
             value=alpha, min=0.0, max=1.0, step=0.05, description="opacity",
             continuous_update=True)
+        shown = None if self.truth else "none"  # the measuring widgets need masks
+        self.mask_outline = widgets.Checkbox(value=False, description="object outline",
+                                             indent=False, layout={"display": shown})
+        self.score_line = widgets.HTML(layout={"width": f"{d}px", "display": shown})
         layout = widgets.Layout(width=f"{d}px", height=f"{d}px")
         self.input_image = widgets.Image(format=self.image_format, layout=layout)
         self.overlay_image = widgets.Image(format=self.image_format, layout=layout)
@@ -185,10 +165,11 @@ class Explorer:
         self.widget = widgets.VBox([
             widgets.HBox([self.image_slider, self.upload]),
             widgets.HBox([self.class_dropdown, self.top_class, self.method_dropdown]),
-            widgets.HBox([self.layer_slider, self.layer_label, self.alpha_slider]),
+            widgets.HBox([self.layer_slider, self.layer_label, self.alpha_slider,
+                          self.mask_outline]),
             widgets.HBox([
                 widgets.VBox([self.input_caption, self.input_image]),
-                widgets.VBox([self.overlay_caption, self.overlay_image]),
+                widgets.VBox([self.overlay_caption, self.overlay_image, self.score_line]),
                 widgets.VBox([self.raw_caption, self.raw_image]),
                 widgets.VBox([self.probabilities]),
             ]),
@@ -202,6 +183,7 @@ class Explorer:
         self.method_dropdown.observe(self._on_map_change, "value")
         self.layer_slider.observe(self._on_map_change, "value")
         self.alpha_slider.observe(self._on_alpha, "value")
+        self.mask_outline.observe(self._on_alpha, "value")  # a redraw of the overlay only
         self.upload.observe(self._on_upload, "value")
 
     # -- the public state ----------------------------------------------------------------
@@ -221,6 +203,12 @@ class Explorer:
         return self._map
 
     @property
+    def current_scores(self) -> dict | None:
+        """The scores under the map, of :attr:`current_map`
+        (:meth:`gradcam_edu.session.GroundTruth.scores`); None where the line says why."""
+        return dict(self._scores) if self._scores is not None else None
+
+    @property
     def counts(self) -> dict[str, int]:
         """Model work so far: recorded forwards (one per image shown), backwards (one per
         new (image, class)) and extra forward batches (methods that need them)."""
@@ -237,11 +225,7 @@ class Explorer:
             if self._load_error is not None:  # the widget shows it too
                 raise ValueError(self._load_error)
         if layer is not None:
-            if isinstance(layer, str) and layer not in self.layers:
-                raise ValueError(f"layer: {layer!r} is not one of the explorer's layers: "
-                                 f"{', '.join(self.layers)}")
-            self.layer_slider.value = self.layers.index(layer) if isinstance(layer, str) \
-                else int(layer)
+            self.layer_slider.value = self._layer_index(layer)
         if target is not None:
             self.class_dropdown.value = self.session.class_index(target)
         if method is not None:
@@ -250,6 +234,14 @@ class Explorer:
         if alpha is not None:
             self.alpha_slider.value = float(alpha)
         return self
+
+    def _layer_index(self, layer: str | int) -> int:
+        if not isinstance(layer, str):
+            return int(layer)
+        if layer not in self.layers:
+            raise ValueError(f"layer: {layer!r} is not one of the explorer's layers: "
+                             f"{', '.join(self.layers)}")
+        return self.layers.index(layer)
 
     def add_image(self, image, name: str = "uploaded image") -> int:
         """Append an image (file bytes, PIL image, array or (3, H, W) tensor in [0, 1]) and
@@ -264,8 +256,7 @@ class Explorer:
         self._load_error = None
         self.image_slider.value = index
         if self.session.index != index:  # refused by the model's input check: not kept
-            self.images.extra.pop()
-            self.images.names.pop(index, None)
+            self.images.drop_last()
             self.image_slider.max = len(self.images) - 1
             raise ValueError(self._load_error or f"{name} cannot be shown")
         return index
@@ -273,20 +264,9 @@ class Explorer:
     # -- model work ------------------------------------------------------------------------
     def _compute_map(self) -> None:
         """The current selection's raw map and displayed map, or why there is none."""
-        s = self.state
-        self._unavailable = None
-        try:
-            raw = self.session.raw_map(s["layer"], s["method"], s["class"])
-        except (ValueError, TypeError) as err:
-            if cams.METHODS[s["method"]].from_capture:
-                raise  # (A, G) explain every layer: a bug, shown by _timed
-            self._raw = self._map = None  # e.g. CAM away from the layer feeding the head
-            self._unavailable = f"{cams.METHOD_TITLES[s['method']]} at {s['layer']}: {err}"
-        else:
-            with torch_threads(1):
-                self._raw = raw.cpu()
-                self._map = cams.finalize(raw[None].float(),
-                                          (self.image_size, self.image_size))[0].cpu()
+        s = self.state  # a map error of a method of (A, G) is a bug: shown by _timed
+        self._raw, self._map, self._unavailable = self.session.display_map(
+            s["layer"], s["method"], s["class"], self.image_size)
         note = self._unavailable or self.session.note
         if note:
             colour = "#b00" if self._unavailable else "inherit"
@@ -297,9 +277,20 @@ class Explorer:
 
     # -- drawing ---------------------------------------------------------------------------
     def _draw_overlay(self) -> None:
-        """(1 - alpha) image + alpha coloured map, as :func:`gradcam_edu.viz.overlay`."""
+        """(1 - alpha) image + alpha coloured map, as :func:`gradcam_edu.viz.overlay`; the
+        objects' outlines on top when the toggle is on (white: the selected class)."""
         blend = Image.blend(self._rgb_img, self._heat_img, float(self.alpha_slider.value))
+        if self.mask_outline.value:
+            views.draw_outlines(blend, self._outlines, self.class_dropdown.value)
+        self._overlay_img = blend
         self.overlay_image.value = encode(blend, self.image_format)
+
+    def _draw_scores(self) -> None:
+        """The scores line: the current map against the selected class's object."""
+        s = self.state
+        self._scores, text = views.scores(self.truth, self._map, self.session.index,
+                                          s["class"], s["class_name"])
+        self.score_line.value = render.caption(html.escape(text))
 
     def _draw_maps(self, probabilities: bool = True) -> None:
         s, d = self.state, self.display_size
@@ -322,7 +313,10 @@ class Explorer:
             self.raw_caption.value = render.raw_caption(grid, float(self._raw.min()),
                                                         float(self._raw.max()))
         self._draw_overlay()
+        self._panel_img = panel
         self.raw_image.value = encode(panel, "png")
+        if self.truth is not None:
+            self._draw_scores()
         if probabilities:
             self.probabilities.value = render.probability_table(
                 self.session.probabilities, self.class_names, s["class"],
@@ -333,6 +327,7 @@ class Explorer:
         d = self.display_size
         self._rgb_img = img if img.size == (d, d) else img.resize((d, d), Image.BILINEAR)
         self.input_image.value = encode(self._rgb_img, self.image_format)
+        self._outlines = views.outlines(self.truth, self.session.index, d)
         top = self.session.top_class()
         self.input_caption.value = render.input_caption(
             self.images.name(self.session.index), self.class_names[top],
@@ -418,8 +413,34 @@ class Explorer:
                               f"({self.image_size}x{self.image_size}, centre crop)")
 
     # -- display ---------------------------------------------------------------------------
+    def snapshot(self) -> Image.Image:
+        """The current view as one RGB image, as the widget shows it
+        (:func:`gradcam_edu.views.snapshot`): the selection, the captioned image, overlay
+        (outlines included) and raw map, the probabilities, the scores and the message."""
+        s = self.state
+        header = (f"image {s['image']} · class {s['class_name']} · "
+                  f"{cams.METHOD_TITLES[s['method']]} · {views.plain(self.layer_label.value)}"
+                  f" · opacity {s['alpha']:.2f}")
+        panels = [(views.plain(caption.value), img) for caption, img in (
+            (self.input_caption, self._rgb_img), (self.overlay_caption, self._overlay_img),
+            (self.raw_caption, self._panel_img))]
+        message = views.plain(self.message.value) or "a snapshot: run the cell to explore"
+        return views.snapshot(
+            header, panels, self.session.probabilities, self.class_names, s["class"],
+            self.probability_kind, views.plain(self.score_line.value) if self.truth else None,
+            message)
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        """ipywidgets' bundle of the live view plus the :meth:`snapshot` as ``image/png`` and
+        one ``text/plain`` line: JupyterLab with a kernel shows the widget, viewers without
+        one (an untrusted notebook, nbconvert without the saved widget state) the PNG."""
+        live = self.widget._repr_mimebundle_  # None once the widget is closed
+        bundle = dict(live(**kwargs) or {}) if live is not None else {}
+        png = io.BytesIO()
+        self.snapshot().save(png, format="PNG", compress_level=6)  # ~optimize=True's size
+        bundle["image/png"] = base64.b64encode(png.getvalue()).decode("ascii")
+        bundle["text/plain"] = f"{self!r} (a snapshot; run the cell for the live explorer)"
+        return bundle
 
     def __repr__(self) -> str:
         s = self.state

@@ -1,15 +1,21 @@
-"""Is a map faithful to the model? Deletion and insertion curves, and the model-randomisation
-sanity check (Adebayo et al. 2018) with its rank correlation.
+"""Is a map faithful to the model? Deletion and insertion curves, and the rank correlation
+that the model-randomisation sanity check (Adebayo et al. 2018, :mod:`gradcam_edu.sanity`)
+compares maps with.
 
-Localisation (:mod:`gradcam_edu.metrics`) asks whether a map covers the object; these ask
-whether the pixels a map ranks first are the ones the model's score depends on (deletion,
-insertion: Petsiuk et al. 2018), and whether the map changes when the model's weights are
-destroyed (a map that survives randomisation explains the image, not the model).
+Localisation (:mod:`gradcam_edu.metrics`) asks whether a map covers the object; deletion and
+insertion (Petsiuk et al. 2018) ask whether the pixels a map ranks first are the ones the
+model's score depends on.
+
+Deletion and insertion run many masked forwards per map; :func:`perturbation_curves` scores
+many maps of many images at once: the substrate (black, blurred) is made once per image, the
+unperturbed and the fully perturbed images are scored once per image (not once per map), a
+perturbed image that two maps of one image share (the same pixel set) is scored once, and
+the rest go through the model ``batch_size`` at a time, channels-last, in inference mode.
+:mod:`gradcam_edu.faithfulness_board` runs them for every layer and method of a scoreboard.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -18,14 +24,17 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from .cams import GRADIENT_METHODS, check_method, finalize, raw_map
-from .capture import capture, check_images, model_mode
+from .capture import check_images, model_mode
 from .inputs import run_model
 from .models import probabilities, probability_kind
 from .targets import Target, select_target, target_scores
 
 # ----------------------------------------------------------------------------- deletion / insertion
 Baseline = Literal["zeros", "blur"] | torch.Tensor
+MODES = ("deletion", "insertion")
+BATCH_SIZE = 16
+"""Perturbed images per forward by default (chosen by ``benchmarks/bench_faithfulness.py``,
+which times 8, 16, 32 and 64)."""
 
 
 def blurred(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
@@ -34,71 +43,229 @@ def blurred(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
     return gaussian_blur(x, kernel_size=[k, k], sigma=[sigma, sigma])
 
 
-def _baseline_image(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
+def _baseline_image(x: torch.Tensor, baseline: Baseline, name: str = "baseline") -> torch.Tensor:
     if isinstance(baseline, torch.Tensor):
-        return baseline.to(x).expand_as(x)
-    if baseline == "zeros":
+        try:
+            return baseline.to(x).expand_as(x)
+        except RuntimeError:
+            raise ValueError(f"{name}: expected an image broadcastable to x's shape "
+                             f"{tuple(x.shape)}, got shape {tuple(baseline.shape)}") from None
+    if isinstance(baseline, str) and baseline == "zeros":
         return torch.zeros_like(x)
-    if baseline == "blur":
+    if isinstance(baseline, str) and baseline == "blur":
         return blurred(x)
-    raise ValueError(f"baseline: expected 'zeros', 'blur' or an image tensor, got {baseline!r}")
+    raise ValueError(f"{name}: expected 'zeros', 'blur' or an image tensor, got {baseline!r}")
 
 
-@torch.no_grad()
+def step_counts(pixels: int, steps: int) -> list[int]:
+    """Pixels perturbed at each of the ``steps + 1`` points of a curve:
+    ``round(k * pixels / steps)`` for k = 0 .. steps (Python's round: halves to even)."""
+    return [round(k * pixels / steps) for k in range(steps + 1)]
+
+
+def saliency_ranks(maps: torch.Tensor) -> torch.Tensor:
+    """Rank ``(M, H * W)`` int32 of every pixel of maps ``(M, H, W)``: 0 for the highest value,
+    ties by position (row-major). Step k perturbs the pixels ranked below its count."""
+    order = _orders_and_keys(maps, [])[0].long()
+    ranks = torch.empty_like(order, dtype=torch.int32)
+    positions = torch.arange(order.shape[1], dtype=torch.int32, device=order.device)
+    return ranks.scatter_(1, order, positions.expand_as(order))
+
+
+def _orders_and_keys(maps: torch.Tensor, counts: list[int], chunk: int = 64,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pixels of each map, most salient first ``(M, H * W)`` int32 (a stable descending
+    sort: ties by position), and per count c (> 0) a key ``(M, len(counts))`` of the set of
+    its first c pixels: the sum of fixed random 31-bit weights of those pixels. Equal sets
+    have equal keys; the rare different sets with equal keys are told apart exactly by
+    :func:`_unique_jobs`."""
+    m, hw = maps.shape[0], maps[0].numel()
+    dev = maps.device
+    weights = torch.randint(0, 2**31, (hw,), generator=torch.Generator().manual_seed(0)).to(dev)
+    orders = torch.empty(m, hw, dtype=torch.int32, device=dev)
+    keys = torch.empty(m, len(counts), dtype=torch.int64, device=dev)
+    at = torch.tensor([c - 1 for c in counts], dtype=torch.long, device=dev)
+    for s in range(0, m, chunk):
+        order = maps[s:s + chunk].reshape(-1, hw).argsort(dim=1, descending=True, stable=True)
+        orders[s:s + chunk] = order
+        if counts:
+            keys[s:s + chunk] = weights[order].cumsum(dim=1)[:, at]
+    return orders, keys
+
+
+def _unique_jobs(orders: torch.Tensor, keys: torch.Tensor, image_index: torch.Tensor,
+                 counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interior jobs ``j = map * K + k`` (K interior counts) -> ``(unique, position)``: the jobs
+    that need a forward ``(U,)``, in job order, and for every job the position among them of
+    the job whose perturbed image is its own (same image, same pixel set) ``(J,)``."""
+    m, k = keys.shape
+    jobs = torch.arange(m * k)
+    if m * k == 0:
+        return jobs, jobs
+    table = torch.stack([image_index.cpu().repeat_interleave(k), torch.arange(k).repeat(m),
+                         keys.cpu().reshape(-1)], dim=1)
+    _, group = torch.unique(table, dim=0, return_inverse=True)
+    first = torch.full((int(group.max()) + 1,), m * k).scatter_reduce_(0, group, jobs, "amin")
+    same = first[group]
+    for j in torch.nonzero(same != jobs).flatten().tolist():
+        r, c = int(same[j]), counts[j % k]
+        if not torch.equal(orders[j // k, :c].sort().values,
+                           orders[r // k, :c].sort().values):   # a key collision
+            same[j] = j
+    unique = torch.nonzero(same == jobs).flatten()
+    position = torch.empty_like(jobs)
+    position[unique] = torch.arange(len(unique))
+    return unique, position[same]
+
+
+def _run_batches(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([run_model(model, images[s:s + batch_size])
+                      for s in range(0, images.shape[0], batch_size)])
+
+
+def _perturbed(start: torch.Tensor, fill: torch.Tensor, orders: torch.Tensor,
+               images: list[int], jobs: list[tuple[int, int]], h: int, w: int) -> torch.Tensor:
+    """The images of ``jobs`` ``(map, count)``, ``(B, C, H, W)`` channels-last: image
+    ``images[map]`` of ``start`` ``(N, H * W, C)`` with the map's first ``count`` pixels
+    taken from ``fill``. A job that follows one of the same map starts from that job's image
+    and copies only the pixels added since."""
+    out = start.new_empty(len(jobs), *start.shape[1:])
+    prev_map, prev_count = -1, 0
+    for j, (m, count) in enumerate(jobs):
+        i = images[m]
+        if m == prev_map and count >= prev_count:
+            out[j], low = out[j - 1], prev_count
+        else:
+            out[j], low = start[i], 0
+        pixels = orders[m, low:count].long()
+        out[j].index_copy_(0, pixels, fill[i].index_select(0, pixels))
+        prev_map, prev_count = m, count
+    return out.view(len(jobs), h, w, -1).permute(0, 3, 1, 2)
+
+
+def _job_logits(model: nn.Module, x: torch.Tensor, base: torch.Tensor, orders: torch.Tensor,
+                image_index: torch.Tensor, jobs: list[tuple[int, int]], insertion: bool,
+                batch_size: int) -> list[torch.Tensor]:
+    """Logits of the perturbed images of ``jobs`` ``(map, count)``: the map's first ``count``
+    pixels taken from ``x`` (insertion) or from ``base`` (deletion), the rest from the other.
+    ``x``, ``base`` ``(N, C, H, W)`` channels-last."""
+    n, c, h, w = x.shape
+    pixels = {"x": x.permute(0, 2, 3, 1).reshape(n, h * w, c),
+              "base": base.permute(0, 2, 3, 1).reshape(n, h * w, c)}
+    start, fill = (pixels["base"], pixels["x"]) if insertion else (pixels["x"], pixels["base"])
+    images = image_index.tolist()
+    return [run_model(model, _perturbed(start, fill, orders, images, jobs[s:s + batch_size],
+                                        h, w))
+            for s in range(0, len(jobs), batch_size)]
+
+
+def _probability(model: nn.Module, logits: torch.Tensor, target: Target,
+                 rows: torch.Tensor, n: int) -> torch.Tensor:
+    """Probability of the target of each row (``rows``: the map of each row, of ``n`` maps)."""
+    t = select_target(target, n, index=rows)
+    if probability_kind(model) == "sigmoid":
+        return torch.sigmoid(target_scores(logits, t))
+    return target_scores(probabilities(model, logits), t)
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    return value
+
+
+def _check_curves(model, x, maps, image_index, steps, batch_size, modes) -> torch.Tensor:
+    """Validate :func:`perturbation_curves`' arguments; returns ``image_index`` ``(M,)``."""
+    check_images(model, x)
+    n, _, h, w = x.shape
+    if not isinstance(maps, torch.Tensor) or maps.ndim != 3 or tuple(maps.shape[1:]) != (h, w):
+        raise ValueError(f"maps: expected a tensor (M, {h}, {w}) (maps at the input size), got "
+                         f"{getattr(maps, 'shape', type(maps).__name__)}")
+    if not bool(torch.isfinite(maps).all()):
+        raise ValueError("maps: contain NaN or infinite values; a ranking needs finite values")
+    _positive_int(steps, "steps")
+    _positive_int(batch_size, "batch_size")
+    if isinstance(modes, str) or not modes or any(m not in MODES for m in modes):
+        raise ValueError(f"modes: expected a non-empty selection of {MODES}, got {modes!r}")
+    if image_index is None:
+        if maps.shape[0] != n:
+            raise ValueError(f"maps: expected shape {(n, h, w)} (one map per image at the input "
+                             f"size), got {tuple(maps.shape)}; give image_index for several "
+                             "maps per image")
+        return torch.arange(n, device=x.device)
+    index = torch.as_tensor(image_index)
+    if (index.shape != (maps.shape[0],) or index.is_floating_point() or index.dtype == torch.bool
+            or (index.numel() and not (0 <= int(index.min()) and int(index.max()) < n))):
+        raise ValueError(f"image_index: expected {maps.shape[0]} integer indices (the image of "
+                         f"each map) in [0, {n}), got {image_index!r}")
+    return index.to(device=x.device, dtype=torch.long)
+
+
+def perturbation_curves(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: Target,
+                        steps: int = 32, image_index: torch.Tensor | Sequence[int] | None = None,
+                        deletion_baseline: Baseline = "zeros",
+                        insertion_baseline: Baseline = "blur", batch_size: int = BATCH_SIZE,
+                        modes: Sequence[str] = MODES) -> dict[str, torch.Tensor]:
+    """Class probability curves ``{mode: (M, steps + 1)}`` of M maps, all batched together.
+
+    ``maps`` ``(M, H, W)`` at the input size rank the pixels (highest first; ties by
+    position). ``image_index`` ``(M,)``: the image of ``x`` ``(N, C, H, W)`` each map explains
+    (default: map i explains image i, M = N); ``target``: one per map (see
+    :mod:`gradcam_edu.targets`). At step k of ``steps`` the first ``round(k * H * W / steps)``
+    pixels (all channels, :func:`step_counts`) are, for ``"deletion"``, replaced by
+    ``deletion_baseline`` (default ``"zeros"``, black, as in RISE) and, for ``"insertion"``,
+    copied from ``x`` into ``insertion_baseline`` (default ``"blur"``: :func:`blurred`, sigma
+    5 px). The score is the probability of the target class as the model gives it
+    (:func:`gradcam_edu.models.probability_kind`): the sigmoid of its logit for the course's
+    multi-label models, the softmax over classes for single-label ones (a callable target then
+    receives the probabilities). Perturbed images go through the model in eval mode (its
+    mode restored), ``batch_size`` at a time; the unperturbed and fully perturbed images once
+    per image, a perturbed image that two maps of one image share (same pixels) once.
+    """
+    index = _check_curves(model, x, maps, image_index, steps, batch_size, modes)
+    m, hw = maps.shape[0], x.shape[-2] * x.shape[-1]
+    counts = step_counts(hw, steps)
+    inner = [k for k, c in enumerate(counts) if 0 < c < hw]
+    with torch.inference_mode(), model_mode(model):
+        xs = x.detach().contiguous(memory_format=torch.channels_last)
+        names = {"deletion": "deletion_baseline", "insertion": "insertion_baseline"}
+        given = {"deletion": deletion_baseline, "insertion": insertion_baseline}
+        bases = {mode: _baseline_image(xs, given[mode], names[mode])
+                 .contiguous(memory_format=torch.channels_last) for mode in modes}
+        ends = {"x": _run_batches(model, xs, batch_size)}
+        ends.update({mode: _run_batches(model, bases[mode], batch_size) for mode in modes})
+        inner_counts = [counts[k] for k in inner]
+        orders, keys = _orders_and_keys(maps.detach().to(x.device), inner_counts)
+        unique, position = _unique_jobs(orders, keys, index, inner_counts)
+        jobs = [(j // len(inner), inner_counts[j % len(inner)]) for j in unique.tolist()]
+        curves = {}
+        for mode in modes:
+            logits = ends["x"].new_empty(m, steps + 1, ends["x"].shape[1])
+            for k, c in enumerate(counts):
+                if c in (0, hw):
+                    logits[:, k] = ends["x" if (c == 0) == (mode == "deletion") else mode][index]
+            if inner:
+                done = torch.cat(_job_logits(model, xs, bases[mode], orders, index, jobs,
+                                             mode == "insertion", batch_size))
+                logits[:, inner] = done[position.to(x.device)].reshape(m, len(inner), -1)
+            rows = torch.arange(m).repeat_interleave(steps + 1)
+            p = _probability(model, logits.reshape(m * (steps + 1), -1), target, rows, m)
+            curves[mode] = p.reshape(m, steps + 1).float().cpu()
+    return {mode: c.clone() for mode, c in curves.items()}   # normal tensors, not inference
+
+
 def perturbation_curve(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: Target,
                        mode: Literal["deletion", "insertion"], steps: int = 32,
-                       baseline: Baseline | None = None, batch_size: int = 64) -> torch.Tensor:
-    """Class probability ``(N, steps + 1)`` as pixels are removed / revealed by saliency.
-
-    Pixels are ranked by ``maps`` ``(N, H, W)`` (highest first; ties by position). At step k of
-    ``steps`` the first ``round(k * H * W / steps)`` pixels (all channels) are
-    ``deletion``: replaced by the baseline image (default ``"zeros"``, black, as in RISE);
-    ``insertion``: copied from ``x`` into the baseline image (default ``"blur"``, a Gaussian
-    blur with sigma 5 px). The score is the probability of the target class as the model
-    gives it (:func:`gradcam_edu.models.probability_kind`): the sigmoid of its logit for the
-    course's multi-label models, the softmax over classes for single-label ones (a callable
-    target then receives the probabilities). All ``N * (steps + 1)`` images are scored in
-    batches of ``batch_size``.
-    """
-    check_images(model, x)
-    if mode not in ("deletion", "insertion"):
+                       baseline: Baseline | None = None,
+                       batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    """Class probability ``(N, steps + 1)`` as pixels are removed / revealed by saliency:
+    one map per image, ``maps`` ``(N, H, W)``, one ``mode`` (see :func:`perturbation_curves`;
+    ``baseline`` None: black for deletion, blurred for insertion)."""
+    if mode not in MODES:
         raise ValueError(f"mode: expected 'deletion' or 'insertion', got {mode!r}")
-    n, c, h, w = x.shape
-    if maps.shape != (n, h, w):
-        raise ValueError(f"maps: expected shape {(n, h, w)} (one map per image at the input "
-                         f"size), got {tuple(maps.shape)}")
-    if steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps}")
-    if baseline is None:
-        baseline = "zeros" if mode == "deletion" else "blur"
-    base = _baseline_image(x, baseline)
-    order = maps.reshape(n, -1).argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(h * w, device=x.device).expand(n, -1))
-    rank = rank.reshape(n, 1, h, w)
-    counts = [round(k * h * w / steps) for k in range(steps + 1)]
-    jobs = [(i, k) for i in range(n) for k in range(steps + 1)]
-    probs = torch.empty(n, steps + 1)
-    sigmoid = probability_kind(model) == "sigmoid"
-    with model_mode(model):
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
-            idx = torch.tensor([i for i, _ in chunk], device=x.device)
-            cnt = torch.tensor([counts[k] for _, k in chunk], device=x.device)
-            chosen = rank[idx] < cnt[:, None, None, None]              # (B, 1, H, W)
-            if mode == "deletion":
-                batch = torch.where(chosen, base[idx], x[idx])
-            else:
-                batch = torch.where(chosen, x[idx], base[idx])
-            t = select_target(target, n, index=idx.cpu())
-            logits = run_model(model, batch)
-            if sigmoid:
-                p = torch.sigmoid(target_scores(logits, t))
-            else:
-                p = target_scores(probabilities(model, logits), t)
-            for (i, k), p_ik in zip(chunk, p.float().cpu(), strict=True):
-                probs[i, k] = p_ik
-    return probs
+    chosen = {} if baseline is None else {f"{mode}_baseline": baseline}
+    return perturbation_curves(model, x, maps, target, steps, batch_size=batch_size,
+                               modes=(mode,), **chosen)[mode]
 
 
 def curve_auc(curve: torch.Tensor) -> torch.Tensor:
@@ -109,7 +276,7 @@ def curve_auc(curve: torch.Tensor) -> torch.Tensor:
 
 def deletion_auc(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: Target,
                  steps: int = 32, baseline: Baseline = "zeros",
-                 batch_size: int = 64) -> torch.Tensor:
+                 batch_size: int = BATCH_SIZE) -> torch.Tensor:
     """Deletion score ``(N,)`` in [0, 1] (lower is better): area under the class probability
     as the most salient pixels are replaced by ``baseline`` (see :func:`perturbation_curve`)."""
     return curve_auc(perturbation_curve(model, x, maps, target, "deletion", steps, baseline,
@@ -118,7 +285,7 @@ def deletion_auc(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: 
 
 def insertion_auc(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: Target,
                   steps: int = 32, baseline: Baseline = "blur",
-                  batch_size: int = 64) -> torch.Tensor:
+                  batch_size: int = BATCH_SIZE) -> torch.Tensor:
     """Insertion score ``(N,)`` in [0, 1] (higher is better): area under the class
     probability as the most salient pixels are revealed on ``baseline``."""
     return curve_auc(perturbation_curve(model, x, maps, target, "insertion", steps, baseline,
@@ -160,70 +327,3 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     denom = ra.norm(dim=1) * rb.norm(dim=1)
     out = (ra * rb).sum(dim=1) / denom
     return torch.where(denom > 0, out, torch.full_like(out, math.nan)).float()
-
-
-# ----------------------------------------------------------------------------- sanity check
-def randomization_stages(model: nn.Module) -> list[str]:
-    """Names re-initialised one after another by :func:`cascading_randomization`, top first.
-
-    For a ResNet: ``fc``, ``layer4.1``, ``layer4.0``, ..., ``layer1.0``, then the stem
-    (``bn1``, ``conv1``). Sequential containers are split into their children.
-    """
-    stages: list[str] = []
-    for name, child in model.named_children():
-        if not any(True for _ in child.parameters()):
-            continue
-        if isinstance(child, nn.Sequential):
-            stages += [f"{name}.{sub}" for sub, m in child.named_children()
-                       if any(True for _ in m.parameters())]
-        else:
-            stages.append(name)
-    return stages[::-1]
-
-
-def _reinitialise(module: nn.Module) -> None:
-    for m in module.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-        if hasattr(m, "reset_running_stats"):
-            m.reset_running_stats()
-
-
-def cascading_randomization(model: nn.Module, x: torch.Tensor, layer: str, target: Target,
-                            method: str = "gradcam", stages: Sequence[str] | None = None,
-                            seed: int = 0) -> list[dict]:
-    """Adebayo et al.'s cascading randomisation sanity check for one layer and method.
-
-    The stages (default :func:`randomization_stages`: ``fc``, ``layer4.1``, ... top first) are
-    re-initialised cumulatively on a deep copy of ``model`` (the model itself is untouched) with
-    their own ``reset_parameters`` (PyTorch's default initialisation; batch-norm statistics
-    reset to mean 0, variance 1), seeded by ``seed`` without touching the global RNG. After
-    each stage the map of ``layer`` is recomputed and compared with the trained model's map.
-
-    Returns one row per stage: ``{"stage", "spearman" (N,), "mean"}``, the Spearman rank
-    correlation between the trained and the randomised maps (displayed maps: ReLU and
-    min-max, at the layer's resolution). A faithful method's correlation falls toward 0.
-    """
-    stages = list(stages) if stages is not None else randomization_stages(model)
-
-    def displayed(m: nn.Module) -> torch.Tensor:
-        with capture(m, [layer]) as cap:
-            cap.forward(x)
-            cap.backward(target)
-            return finalize(raw_map(method, cap.activations[layer].detach(),
-                                    cap.gradients[layer]))
-
-    check_method(method, GRADIENT_METHODS)
-    reference = displayed(model)
-    randomised = copy.deepcopy(model)
-    modules = dict(randomised.named_modules())
-    rows = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for stage in stages:
-            if stage not in modules:
-                raise ValueError(f"stages: the model has no module {stage!r}")
-            _reinitialise(modules[stage])
-            rho = spearman(reference, displayed(randomised))
-            rows.append({"stage": stage, "spearman": rho, "mean": float(rho.nanmean())})
-    return rows

@@ -38,6 +38,7 @@ __all__ = [
     "as_image_tensor",
     "check_pixels",
     "check_plan",
+    "course_photo",
     "decode_image",
     "encode",
     "fit_image",
@@ -287,6 +288,20 @@ def decode_image(data: bytes, size: int, name: str = "the file") -> torch.Tensor
     if not len(data):
         raise ValueError(f"{name} is empty (0 bytes); {_CHOOSE}")
     return fit_image(_read(io.BytesIO(bytes(data)), name, size), size)
+
+
+def course_photo(name: str) -> Image.Image:
+    """A photo shipped with the course (``data/photos/``; sources and licences in its
+    ``SOURCES.md``), as an RGB PIL image read by :func:`open_image_file` (size bounds
+    checked): ``"chelsea.png"`` (a cat, 451 x 300), ``"coffee.jpg"`` (600 x 400),
+    ``"rocket.jpg"`` (640 x 427); the suffix may be left out. ``ValueError`` naming the
+    photos for any other name."""
+    folder = Path(__file__).resolve().parent.parent / "data" / "photos"
+    shipped = sorted(p.name for p in folder.glob("*") if p.suffix in (".png", ".jpg"))
+    found = [n for n in shipped if name in (n, Path(n).stem)] if isinstance(name, str) else []
+    if not found:
+        raise ValueError(f"name: no course photo {name!r}; the photos: {', '.join(shipped)}")
+    return open_image_file(folder / found[0])
 
 
 # ----------------------------------------------------------------------------- ImageNet

@@ -343,6 +343,8 @@ def pointing_ceiling(masks: torch.Tensor, grid: int | tuple[int, int],
     ``dilated``: ``dilate(masks, tolerance_px)`` when already computed (grid-independent).
     """
     _check_masks(masks)
+    if isinstance(tolerance_px, bool) or not isinstance(tolerance_px, int) or tolerance_px < 0:
+        raise ValueError(f"tolerance_px: expected an int >= 0 (pixels), got {tolerance_px!r}")
     (gh, gw), (h, w) = _grid_size(grid), masks.shape[-2:]
     m = dilate(masks, tolerance_px) if dilated is None else dilated
     (y0, y1), (x0, x1) = _peak_span(gh, h), _peak_span(gw, w)

@@ -18,9 +18,10 @@
   block4 14. Widths 16/32/64/128. Every ReLU is its own module (no shared, no in-place
   ReLU), so a hook on a name fires exactly once per forward.
 * :func:`torchvision_resnet` - torchvision's own ResNet-18/34/50, random (seeded) or with the
-  ImageNet weights *when the weight file is already in the local torch hub cache* (never
-  downloads). :func:`gradcam_edu.images.imagenet_preprocess` (also importable from here)
-  prepares a PIL image for them.
+  ImageNet weights *when the weight file is already in the local torch hub cache* (loading
+  never downloads; ``python -m gradcam_edu fetch resnet18``, :mod:`gradcam_edu.fetch`, puts
+  the file there once, on request). :func:`gradcam_edu.images.imagenet_preprocess` (also
+  importable from here) prepares a PIL image for them.
 
 All models here except the ImageNet ones take images in [0, 1] directly (no normalisation).
 """
@@ -44,6 +45,8 @@ __all__ = [
     "resnet18_narrow",
     "plain_cnn",
     "torchvision_resnet",
+    "IMAGENET_ARCHS",
+    "imagenet_weights",
     "imagenet_weight_path",
     "imagenet_preprocess",
     "IMAGENET_MEAN",
@@ -226,13 +229,23 @@ _TV_WEIGHTS = {
 }
 
 
+IMAGENET_ARCHS = tuple(_TV_WEIGHTS)
+"""The torchvision architectures whose ImageNet weights the course can read (and
+:func:`gradcam_edu.fetch.fetch_imagenet_weights` can download)."""
+
+
+def imagenet_weights(arch: str = "resnet18") -> torchvision.models.WeightsEnum:
+    """torchvision's entry for ``arch``'s IMAGENET1K_V1 weights (``.url``, ``.meta``
+    with its ``"categories"``), from ``torchvision.models.get_weight``."""
+    if arch not in _TV_WEIGHTS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(_TV_WEIGHTS)}")
+    return torchvision.models.get_weight(f"{_TV_WEIGHTS[arch]}.IMAGENET1K_V1")
+
+
 def imagenet_weight_path(arch: str = "resnet18") -> Path:
     """Where torchvision keeps ``arch``'s IMAGENET1K_V1 weights in the local torch hub cache
     (``torch.hub.get_dir()/checkpoints/<file name of the official URL>``)."""
-    if arch not in _TV_WEIGHTS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(_TV_WEIGHTS)}")
-    enum = getattr(torchvision.models, _TV_WEIGHTS[arch]).IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(imagenet_weights(arch).url).name
 
 
 def torchvision_resnet(
@@ -256,11 +269,12 @@ def torchvision_resnet(
         path = imagenet_weight_path(arch)
         if not path.is_file():
             raise FileNotFoundError(
-                f"ImageNet weights for {arch} not found at {path} (this package never "
-                f"downloads). Copy the file {path.name} (torchvision's "
-                f"{_TV_WEIGHTS[arch]}.IMAGENET1K_V1 checkpoint) into {path.parent}, "
-                "or set TORCH_HOME so that torch.hub.get_dir() points at a folder whose "
-                "checkpoints/ holds it."
+                f"ImageNet weights for {arch} not found at {path} (loading never "
+                f"downloads). Run `python -m gradcam_edu fetch {arch}` (or `make fetch "
+                f"MODEL={arch}`) once to download them, copy the file {path.name} "
+                f"(torchvision's {_TV_WEIGHTS[arch]}.IMAGENET1K_V1 checkpoint) into "
+                f"{path.parent}, or set TORCH_HOME so that torch.hub.get_dir() points at a "
+                "folder whose checkpoints/ holds it."
             )
         if num_classes != 1000:
             raise ValueError("ImageNet weights come with a 1000-class head; use num_classes=1000")

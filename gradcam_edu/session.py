@@ -10,25 +10,36 @@ per (image, layer, class). Everything else is a function of cached tensors.
     s = Session(model, ImageList(images, 224))  # one forward: image 0, the default layers
     raw = s.raw_map("layer4", "gradcam", 3)     # one backward (cached), then (h, w)
     s.load(5)                                   # another image: one forward
+
+:class:`GroundTruth` holds the object masks of the images when they are known (the shapes
+world) and scores a displayed map against them with :mod:`gradcam_edu.metrics`, as the
+scoreboard does. :class:`Selection` and :func:`group_options` sort the explorer's keyword
+options into their groups.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
-from . import cams, images, models
+from . import cams, images, metrics, models
 from .capture import Capture, capturable_layers, record
 from .layers import default_layers
+from .render import Display
 from .threads import torch_threads
 
-__all__ = ["Budget", "ImageList", "Session", "model_input"]
+__all__ = ["Budget", "GroundTruth", "ImageList", "Selection", "Session", "group_options",
+           "model_input"]
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
 
@@ -58,6 +69,39 @@ class Budget:
     @property
     def cache_bytes(self) -> int:
         return int(self.cache_mb * 2**20)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the explorer shows first; each is then changed by its widget or :meth:`set`.
+    ``layer`` None: the last layer; ``method`` None: the first method; ``target`` None:
+    follow the top predicted class; ``alpha``: the map's opacity over the image."""
+
+    image: int = 0
+    layer: str | None = None
+    method: str | None = None
+    target: int | str | None = None
+    alpha: float = 0.5
+
+    def __post_init__(self):
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ValueError(f"alpha: expected an opacity between 0 and 1, got {self.alpha}")
+
+
+_GROUPS = (Selection, Display, Budget)
+
+
+def group_options(options: dict) -> tuple[Selection, Display, Budget]:
+    """The explorer's keyword options, sorted into their groups by name (``TypeError`` with
+    close matches for an unknown one)."""
+    group_of = {f.name: g for g in _GROUPS for f in dataclasses.fields(g)}
+    for name in options:
+        if name not in group_of:
+            close = difflib.get_close_matches(name, list(group_of), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise TypeError(f"Explorer: unknown option {name!r}{hint}; options: "
+                            f"{', '.join(group_of)}")
+    return tuple(g(**{k: v for k, v in options.items() if group_of[k] is g}) for g in _GROUPS)
 
 
 class ImageList:
@@ -94,6 +138,11 @@ class ImageList:
         self.extra.append(x)
         self.names[len(self) - 1] = name
         return len(self) - 1
+
+    def drop_last(self) -> None:
+        """Remove the last added image (one the model refused)."""
+        self.names.pop(len(self) - 1, None)
+        self.extra.pop()
 
 
 def model_input(model: nn.Module, x: torch.Tensor,
@@ -263,6 +312,20 @@ class Session:
             return cams.raw_map(method, A, G, model=self.model, x=self.input,
                                 target=cls, logits=self.logits)[0].detach()
 
+    def display_map(self, layer: str, method: str, cls: int, size: int
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None, str | None]:
+        """``(raw map (h, w), displayed map (size, size) in [0, 1], None)`` of
+        :meth:`raw_map` (:func:`gradcam_edu.cams.finalize`), or ``(None, None, why)`` when
+        the method cannot explain this layer (CAM away from the layer feeding the head)."""
+        try:
+            raw = self.raw_map(layer, method, cls)
+        except (ValueError, TypeError) as err:
+            if cams.METHODS[method].from_capture:
+                raise  # (A, G) explain every layer: a bug
+            return None, None, f"{cams.METHOD_TITLES[method]} at {layer}: {err}"
+        with torch_threads(1):
+            return raw.cpu(), cams.finalize(raw[None].float(), (size, size))[0].cpu(), None
+
     def _on_demand(self, layer: str, method: str, m: cams.Method, cls: int) -> torch.Tensor:
         """A map that needs extra forwards: computed once per (image, layer, class)."""
         key = (layer, method, cls if m.class_specific else None)
@@ -281,3 +344,88 @@ class Session:
             self._extra[key] = (raw[0].detach(), note)
         raw, self.note = self._extra[key]
         return raw
+
+
+# ----------------------------------------------------------------------------- ground truth
+def _fit_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
+    """bool (K, H, W) -> (K, size, size), fitted like the images (short side to ``size``,
+    centre crop), with nearest neighbours."""
+    if tuple(masks.shape[-2:]) == (size, size):
+        return masks
+    images.check_plan(masks.shape[-1], masks.shape[-2], size, "masks")
+    resized = TF.resize(masks.to(torch.uint8), [size], interpolation=InterpolationMode.NEAREST)
+    return TF.center_crop(resized, [size, size]).bool()
+
+
+class GroundTruth:
+    """The objects of the given images, and the scores of a map against them.
+
+    ``masks[i]``: bool ``(K_i, H, W)`` at image i's own size, one mask per object, aligned
+    with ``classes[i]`` (``K_i`` distinct class indices), as
+    :func:`gradcam_edu.shapes.shapes_sample` returns them; one entry per given image
+    (``n_images``); images added later (uploads) have none. Masks are fitted like the images
+    (short side to ``size``, centre crop, nearest neighbours) when first used.
+    """
+
+    def __init__(self, masks: Sequence, classes: Sequence[Sequence[int]], n_images: int,
+                 size: int):
+        if len(masks) != n_images or len(classes) != n_images:
+            raise ValueError(f"masks, classes: expected one entry per image ({n_images}), got "
+                             f"{len(masks)} masks and {len(classes)} class lists")
+        self.size = size
+        self._masks: list[torch.Tensor] = []
+        self._classes: list[list[int]] = []
+        for i, (m, c) in enumerate(zip(masks, classes, strict=True)):
+            m = m if isinstance(m, torch.Tensor) else torch.from_numpy(np.asarray(m))
+            c = [int(k) for k in c]
+            if m.dtype != torch.bool or m.ndim != 3 or m.shape[0] != len(c):
+                raise ValueError(f"masks[{i}]: expected a bool (K, H, W) tensor with K = "
+                                 f"len(classes[{i}]) = {len(c)}, got {m.dtype} "
+                                 f"{tuple(m.shape)}")
+            if len(set(c)) != len(c):
+                raise ValueError(f"classes[{i}]: expected distinct classes, got {c}")
+            self._masks.append(m)
+            self._classes.append(c)
+        self._fitted: dict[int, torch.Tensor] = {}
+
+    @classmethod
+    def given(cls, masks: Sequence | None, classes: Sequence[Sequence[int]] | None,
+              n_images: int, size: int) -> GroundTruth | None:
+        """A :class:`GroundTruth` of ``masks`` and ``classes``; None when both are None."""
+        if (masks is None) != (classes is None):
+            raise ValueError("masks, classes: expected both (as shapes_sample returns them) "
+                             "or neither")
+        return None if masks is None else cls(masks, classes, n_images, size)
+
+    def objects(self, index: int) -> tuple[list[int], torch.Tensor] | None:
+        """Image ``index``'s object classes and masks, bool ``(K, size, size)``; None for an
+        image without ground truth."""
+        if not 0 <= index < len(self._masks):
+            return None
+        if index not in self._fitted:
+            self._fitted[index] = _fit_masks(self._masks[index], self.size)
+        return self._classes[index], self._fitted[index]
+
+    def scores(self, cam: torch.Tensor, index: int, cls: int) -> dict | None:
+        """The scores of the displayed map ``cam`` ``(size, size)`` for class ``cls`` on image
+        ``index``, by the scoreboard's functions (:mod:`gradcam_edu.metrics`): ``energy``
+        (:func:`~gradcam_edu.metrics.energy_pointing_game`), ``pointing`` (a hit within
+        :data:`~gradcam_edu.metrics.ZHANG_TOLERANCE_PX`, :func:`~gradcam_edu.metrics.
+        pointing_game`) and ``target_share`` (:func:`~gradcam_edu.metrics.target_share`
+        against the other object; None on a 1-object image). None when the image has no
+        ground truth or no object of class ``cls``."""
+        found = self.objects(index)
+        if found is None or cls not in found[0]:
+            return None
+        classes, masks = found
+        k = classes.index(cls)
+        maps, target = cam[None].float(), masks[k][None]
+        with torch_threads(1):
+            out = {"energy": float(metrics.energy_pointing_game(maps, target)[0]),
+                   "pointing": bool(metrics.pointing_game(maps, target,
+                                                          metrics.ZHANG_TOLERANCE_PX)[0]),
+                   "target_share": None}
+            if len(classes) == 2:
+                other = masks[1 - k][None]
+                out["target_share"] = float(metrics.target_share(maps, target, other)[0])
+        return out

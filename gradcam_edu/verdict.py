@@ -15,11 +15,15 @@ supported      every *isolated* effect (the cause changed alone, in each setting
                factors that was measured) lies above ``margin``
 mixed          some isolated effects lie above ``margin``, others do not: it depends on the
                setting, and the reason names where it holds
-confounded     no isolated effect lies above ``margin``, but the post's *source* comparison
-               does, and it changes the cause together with other factors: the difference the
-               post saw is real and comes from those other factors
-unsupported    no isolated effect lies above ``margin`` (nor a source comparison that varies the
-               cause with other factors)
+confounded     no isolated effect can reach ``margin`` (every interval lies below it, or the
+               effect is 0 by derivation), but the post's *source* comparison lies above it,
+               and it changes the cause together with other factors: the difference the post
+               saw is real and comes from those other factors
+inconclusive   no isolated effect lies above ``margin``, but some interval still reaches above
+               it: the data neither show the effect nor rule it out
+unsupported    no isolated effect can reach ``margin`` (every interval lies below it, or the
+               effect is 0 by derivation), and no source comparison shows a real difference
+               that varies the cause with other factors
 =============  ==============================================================================
 
 An isolated effect must change the cause and nothing else, and a source comparison must vary
@@ -40,7 +44,7 @@ import torch
 
 from .evidence import Evidence
 
-VERDICTS = ("supported", "mixed", "confounded", "unsupported")
+VERDICTS = ("supported", "mixed", "confounded", "inconclusive", "unsupported")
 
 
 def changed_factors(x: Mapping[str, str], y: Mapping[str, str]) -> list[str]:
@@ -205,8 +209,17 @@ def judge(cause: str, isolated: Sequence[Effect], source: Effect | None = None,
     if above:
         where = ", ".join(e.label for e in above)
         return "mixed", f"{cause} alone is above the {bar} only at {where} ({parts})."
-    how = ("the opposite holds" if all(e.shows_opposite(margin) or e.derivation
-                                       for e in isolated) else "no effect above the margin")
+    ruled_out = all(e.derivation is not None or e.high <= margin for e in isolated)
+    if all(e.derivation is not None for e in isolated):
+        how = "0 by derivation"
+    elif all(e.derivation is not None or e.shows_opposite(margin) for e in isolated):
+        how = "the opposite holds"
+    elif ruled_out:
+        how = f"every interval below the {bar}"
+    else:
+        how = f"no interval above the {bar}, some reach above it"
+    if not ruled_out:
+        return "inconclusive", f"{cause} alone: {how} ({parts})."
     if source is not None and len(source.changed) > 1 and source.shows_effect(margin):
         others = [f for f in source.changed if f != cause]
         return "confounded", (f"{cause} alone: {how} ({parts}); the post's comparison "
@@ -250,7 +263,7 @@ def format_claims(claims: Sequence[Claim], width: int = 100) -> str:
         for e in c.effects():
             kind = "isolated" if e is not c.source else (
                 "source=iso" if any(e is i for i in c.isolated) else "source")
-            lines.append(f"    {kind:<11}{e.label:<46} {e.text()}")
+            lines.append(f"    {kind:<11}{e.label:<53} {e.text()}")
             if e.derivation:
                 lines += textwrap.wrap(f"derivation: {e.derivation}", width,
                                        initial_indent=" " * 15, subsequent_indent=" " * 15)
@@ -265,12 +278,17 @@ def format_claims(claims: Sequence[Claim], width: int = 100) -> str:
 
 
 def format_effects(effects: Sequence[Effect], width: int = 100) -> str:
-    """One line per effect: label, difference [95% interval], and the per-seed means."""
+    """One line per effect: label, difference [95% interval], and the per-seed means (on a
+    second line when the first would be longer than ``width``)."""
     w = max(len(e.label) for e in effects) + 2
     out = []
     for e in effects:
-        seeds = "  ".join(_fmt(v) for v in e.per_seed)
-        out.append(f"{e.label:<{w}}{e.text():<26}seeds: {seeds}"[:width].rstrip())
+        seeds = "seeds: " + "  ".join(_fmt(v) for v in e.per_seed)
+        line = f"{e.label:<{w}}{e.text():<26}"
+        if len(line) + len(seeds) > width:          # never cut: the seeds go on their own line
+            out += [line.rstrip(), " " * min(w, width - len(seeds)) + seeds]
+        else:
+            out.append(line + seeds)
     return "\n".join(out)
 
 
@@ -288,7 +306,7 @@ def describe_effects(effects: Sequence[Effect], margin: float) -> str:
         elif e.shows_opposite(margin):
             side, n = "negative beyond the margin", sum(v < -margin for v in e.per_seed)
         else:
-            side, n = "not distinguishable from 0 at this margin", None
+            side, n = "not beyond the margin either way", None
         seeds = f" (per-seed means beyond it on {n} of {len(e.per_seed)} seeds)" if n is not None \
             else ""
         out.append(f"{e.label}: {e.text()}, {side}{seeds}.")

@@ -21,12 +21,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gradcam_edu"
 LAYERS = {
     "base": ["targets", "threads", "tables", "images", "resnet", "inputs"],
     "core": ["capture", "cams", "attributions"],
-    "world": ["shapes", "models", "truncate", "variants", "weights", "classification", "train"],
+    "world": ["shapes", "models", "truncate", "variants", "weights", "classification", "train",
+              "fetch"],
     "evaluation": ["metrics", "faithfulness", "scoreboard", "gradflow", "probes", "evidence",
                    "sanity", "verdict", "claims", "literature"],
-    "display": ["render", "viz", "layers", "session", "explorer"],
+    "display": ["render", "viz", "layers", "session", "explorer", "views"],
     "interface": ["cli_parser", "cli", "__main__", "__init__", "recorded", "exercises"],
 }
+LAYERS["evaluation"] += ["faithfulness_board", "faithfulness_evidence"]   # del. / ins.
 RANK = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 80

@@ -1,13 +1,19 @@
 """Real-browser tests: JupyterLab driven in Debian's headless Chromium through playwright.
 
 * ``test_explorer_in_browser`` runs a small generated notebook that shows
-  :class:`gradcam_edu.explorer.Explorer`, then moves its layer slider, changes the class, the
-  method and the opacity the way a learner does (keyboard and select elements), and after each
-  change checks that the displayed map (the bytes behind the overlay ``<img>``) changed and that
-  no error output appeared.
+  :class:`gradcam_edu.explorer.Explorer` on shapes images with their object masks, then moves
+  its layer slider, changes the class, the method and the opacity the way a learner does
+  (keyboard and select elements), turns the object outline on (a click), and after each change
+  checks that the displayed map (the bytes behind the overlay ``<img>``) changed and that no
+  error output appeared; the scores line shows the kernel's scores.
+* ``test_exported_html_shows_the_snapshot`` executes that notebook with nbclient (as
+  ``tools/build_notebooks.py`` does), exports it with nbconvert to HTML without the saved
+  widget state (``ClearMetadataPreprocessor``: what a viewer without the widget manager has),
+  opens the file and checks that the explorer's PNG snapshot is displayed, at its size.
 * ``test_notebook_renders`` opens every course notebook ``notebooks/[0-9]*.ipynb`` without
   running it: every cell is there, every stored output is displayed (images decode, widgets
-  render from their saved state), and no error is shown.
+  render from their saved state, or their stored snapshot where JupyterLab does not render
+  the widget), and no error is shown.
 
 Screenshots of each checked state go to ``artifacts/browser/``. The browser is
 ``/usr/bin/chromium`` (Debian package ``chromium``); playwright never downloads one. Without it
@@ -100,11 +106,14 @@ samples = [render(0, "test", i) for i in range(3)]
 print("model:", source)
 """,
     """
-ex = Explorer(model, [s.image for s in samples], CLASS_NAMES)
+ex = Explorer(model, [s.image for s in samples], CLASS_NAMES,
+              masks=[torch.from_numpy(s.masks) for s in samples],
+              classes=[s.classes for s in samples])
 opacity = getattr(ex, "alpha_slider", None) or getattr(ex, "opacity_slider")
 for widget, name in [(ex.layer_slider, "gce-layer"), (ex.class_dropdown, "gce-class"),
                      (ex.method_dropdown, "gce-method"), (ex.overlay_image, "gce-overlay"),
-                     (opacity, "gce-opacity")]:
+                     (opacity, "gce-opacity"), (ex.mask_outline, "gce-outline"),
+                     (ex.score_line, "gce-scores")]:
     widget.add_class(name)
 ex
 """,
@@ -112,9 +121,13 @@ ex
 # run again by the test after its changes: the kernel's view of the widgets
 import json
 
+from gradcam_edu.views import plain
+
 message = getattr(ex, "message", None)
 print("STATE", json.dumps({**ex.state, "alpha": opacity.value,
-                           "message": message.value if message is not None else ""}))
+                           "message": message.value if message is not None else "",
+                           "outline": ex.mask_outline.value, "scores": ex.current_scores,
+                           "score_line": plain(ex.score_line.value)}))
 """,
 ]
 
@@ -435,6 +448,14 @@ def _select_other(select, prefer: tuple[str, ...] = ()) -> tuple[str, str]:
     return (labels[index] if index >= 0 else ""), labels[choice]
 
 
+def _tick(checkbox) -> tuple[str, str]:
+    """Click an unticked checkbox, as a user does; returns ("off", "on")."""
+    assert not checkbox.is_checked(), "the checkbox is already ticked"
+    checkbox.click()
+    assert checkbox.is_checked(), "the checkbox did not tick"
+    return "off", "on"
+
+
 def _move_slider(page, container, presses: int = 1) -> tuple[str, str]:
     """Move an ipywidgets slider ``presses`` steps with the arrow keys on its handle (to the
     left when it is at its maximum). Returns the readout before and after."""
@@ -480,6 +501,7 @@ def test_explorer_in_browser(page, lab):
         ("method", lambda: _select_other(page.locator(".gce-method select"),
                                          prefer=("LayerCAM", "Layer-CAM", "++", "XGrad"))),
         ("opacity", lambda: _move_slider(page, page.locator(".gce-opacity"))),
+        ("outline", lambda: _tick(page.locator(".gce-outline input[type=checkbox]"))),
     ]
     chosen = []
     for i, (what, change) in enumerate(steps, start=1):
@@ -510,7 +532,13 @@ def test_explorer_in_browser(page, lab):
     print("kernel state:", kernel)
     _shot(page, "explorer-6-kernel-state", last)
     assert "error" not in kernel["message"].lower(), kernel["message"]
-    seen = dict(zip(("layer", "class", "method", "opacity"), chosen, strict=True))
+    seen = dict(zip(("layer", "class", "method", "opacity", "outline"), chosen, strict=True))
+    assert kernel["outline"] is True and seen["outline"] == ("off", "on"), (kernel, seen)
+    shown = " ".join(page.locator(".gce-scores").inner_text().split())
+    assert shown == kernel["score_line"], (shown, kernel)   # the kernel's scores, on screen
+    assert "scores" in shown and (kernel["scores"] is None) == ("no scores" in shown), shown
+    if kernel["scores"] is not None:
+        assert f"energy {kernel['scores']['energy']:.2f}" in shown, shown
     layers_moved = seen["layer"]
     assert kernel["class_name"] == seen["class"][1], (kernel, seen)
     assert kernel["alpha"] == pytest.approx(float(seen["opacity"][1])), (kernel, seen)
@@ -522,6 +550,42 @@ def test_explorer_in_browser(page, lab):
         "h => Number(h.getAttribute('aria-valuenow'))"), layers_moved
     assert not page.blocked_requests, f"requests outside 127.0.0.1: {page.blocked_requests}"
     print(f"explorer checked in the browser in {time.monotonic() - started:.1f} s")
+
+
+def test_exported_html_shows_the_snapshot(page, tmp_path):
+    """The explorer notebook executed as ``tools/build_notebooks.py`` does, exported to HTML
+    without the saved widget state (what a viewer without the widget manager has): the
+    explorer's output is its PNG snapshot, displayed at its size."""
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nb.cells = [_code(src) for src in EXPLORER_CELLS[:2]]          # the set-up, the explorer
+    NotebookClient(nb, timeout=RUN_ALL_S, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    stored = [o["data"] for o in nb.cells[-1].outputs if WIDGET_MIME in o.get("data", {})]
+    assert len(stored) == 1 and "image/png" in stored[0], nb.cells[-1].outputs
+    config = Config()
+    config.ClearMetadataPreprocessor.enabled = True            # drops the saved widget state
+    config.ClearMetadataPreprocessor.clear_cell_metadata = False
+    body, _ = HTMLExporter(config=config).from_notebook_node(nb)
+    path = tmp_path / "explorer_check.html"
+    path.write_text(body)
+    page.goto(path.as_uri(), wait_until="load")
+    images = page.locator(".jp-OutputArea-output img")
+    images.first.wait_for(state="visible", timeout=RENDER_S * 1000)
+    assert images.count() == 1 and page.locator(".jupyter-widgets").count() == 0
+    shown = images.first.evaluate("i => [i.complete, i.naturalWidth, i.naturalHeight]")
+    # views.snapshot at display size 224, 6 classes: width 8 + (224 + 8) + (224 + 8) +
+    # (224 + 74 + 8) + 250 + 8 = 1036, height 4 * 8 + 3 * 14 + max(2 * 14 + 224, 14 * 7) = 326
+    assert shown == [True, 1036, 326], shown
+    _shot(page, "html-export-snapshot", images.first)
+    # shown offline: nbconvert's page asks CDNs for require.js and MathJax (blocked here),
+    # never for the widget manager
+    assert not [u for u in page.blocked_requests if "widget" in u], page.blocked_requests
 
 
 _CELLS_JS = """() => Array.from(
@@ -543,13 +607,27 @@ _CELLS_JS = """() => Array.from(
   }))""".replace("PATTERN", "/" + RENDER_ERRORS.pattern + "/")
 
 
+#: what ``_widget_fallback`` says of a widget output stored with a PNG snapshot
+SNAPSHOT = "<the stored image/png snapshot>"
+
+
 def _widget_fallback(cell) -> str:
-    """The start of a widget output's text/plain, which JupyterLab shows instead of the widget
-    in a notebook that is not trusted (a fresh clone's notebooks are not)."""
+    """What JupyterLab shows instead of a widget in a notebook that is not trusted (a fresh
+    clone's notebooks are not): the output's image/png snapshot when it has one (a safe type,
+    preferred to text: :data:`SNAPSHOT`), else the start of its text/plain."""
     for o in cell.get("outputs", []):
         if WIDGET_MIME in o.get("data", {}):
+            if "image/png" in o["data"]:
+                return SNAPSHOT
             return str(o["data"].get("text/plain", "")).split("\n")[0][:40]
     return ""
+
+
+def _fallback_shown(cell: dict, fallback: str) -> bool:
+    """The displayed cell (``_CELLS_JS``) shows the widget's ``fallback``."""
+    if fallback == SNAPSHOT:
+        return any(i["ok"] for i in cell["images"])
+    return bool(fallback) and fallback in cell["output_text"]
 
 
 def _raises_on_purpose(cell) -> bool:
@@ -581,7 +659,7 @@ def test_notebook_renders(page, lab, notebook):
         got = [(c["kind"], c["outputs"] > 0) for c in cells]
         images_ok = all(i["ok"] for c in cells for i in c["images"])
         widgets_ok = len(cells) == len(nb.cells) and all(
-            c["widgets"] or c["errors"] or (f and f in c["output_text"])
+            c["widgets"] or c["errors"] or _fallback_shown(c, f)
             for c, w, f in zip(cells, with_widgets, fallbacks, strict=True) if w)
         if (got == expected and images_ok and widgets_ok) or time.monotonic() > deadline:
             break
@@ -610,8 +688,7 @@ def test_notebook_renders(page, lab, notebook):
         broken = [im["src"] for im in cell["images"] if not im["ok"]]
         if broken:
             problems.append(f"{where}: images that do not decode: {broken}")
-        if with_widgets[i] and not cell["widgets"] and not (
-                fallbacks[i] and fallbacks[i] in cell["output_text"]):
+        if with_widgets[i] and not cell["widgets"] and not _fallback_shown(cell, fallbacks[i]):
             saved = "saved" if "widgets" in nb.metadata else "NOT saved"
             problems.append(f"{where}: its widget is not displayed (widget state {saved} "
                             f"in the notebook's metadata); shown: {cell['output_html']!r}")

@@ -1,9 +1,13 @@
 """The CAM family: identities that must hold, the display conventions, Score-CAM."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from gradcam_edu import cams
 from gradcam_edu.capture import capture
@@ -196,3 +200,86 @@ def test_score_cam_inside_a_capture_records_nothing_more(resnet, images):
                        max_channels=8, batch_size=4)
         assert cap._calls == {} and list(cap.activations) == ["layer4"]
         assert cap.activations["layer4"].shape[0] == 1
+
+
+def test_score_cam_shares_one_forward_for_all_zero_channels_and_mixes_images():
+    """Image 0 has 3 all-zero channels of 6, image 1 has 1: their masks are 0, so each image
+    needs its 3 (resp. 5) live masks and one x * 0: 4 + 6 = 10 masked images, in batches of
+    4 that mix the two images: 3 forwards of 4, 4 and 2, channels-last on the CPU. The map
+    still equals the one-channel-at-a-time definition."""
+    torch.manual_seed(0)
+    model = TinyGapNet().eval()
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    A = torch.rand(2, 6, 4, 4, generator=torch.Generator().manual_seed(3))
+    A[0, [1, 2, 4]] = 0
+    A[1, 5] = 0
+    batches = []
+    handle = model.register_forward_pre_hook(lambda m, i: batches.append(i[0]))
+    try:
+        raw = cams.score_cam(model, x, A, target=[1, 3], batch_size=4)
+    finally:
+        handle.remove()
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert all(b.is_contiguous(memory_format=torch.channels_last) for b in batches)
+    for i, c in enumerate([1, 3]):
+        scores = []
+        for k in range(6):
+            m = nn.functional.interpolate(A[i:i + 1, k:k + 1], size=(8, 8), mode="bilinear",
+                                          align_corners=False)
+            m = (m - m.min()) / (m.max() - m.min() + 1e-7)
+            with torch.no_grad():
+                scores.append(model(x[i:i + 1] * m)[0, c])
+        w = torch.stack(scores).softmax(0)
+        torch.testing.assert_close(raw[i], (w[:, None, None] * A[i]).sum(0), atol=1e-6,
+                                   rtol=1e-5)
+    assert not raw.is_inference() and not raw.requires_grad
+    raw.add_(1.0)                                    # a normal tensor: in-place works
+
+
+def test_score_cam_refuses_activations_on_another_device():
+    model = TinyGapNet().eval()
+    with pytest.raises(ValueError, match="A: on meta, but x is on cpu"):
+        cams.score_cam(model, torch.rand(1, 3, 8, 8), torch.rand(1, 6, 4, 4, device="meta"), 0)
+    with pytest.raises(ValueError, match="batch_size: expected a positive int, got True"):
+        cams.score_cam(model, torch.rand(1, 3, 8, 8), torch.rand(1, 6, 4, 4), 0, batch_size=True)
+
+
+FACTORIES = {"zeros", "ones", "empty", "full", "arange", "tensor", "as_tensor", "rand", "randn",
+             "randint", "eye", "linspace", "empty_strided"}
+
+
+class FactoryCalls(TorchFunctionMode):
+    """Records where the package's capture and cams create a tensor without ``device=``: on a
+    GPU model such a tensor would silently land on the CPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.without_device = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in FACTORIES and kwargs.get("device") is None:
+            frame = sys._getframe(1)
+            while frame and "gradcam_edu" not in frame.f_code.co_filename:
+                frame = frame.f_back
+            where = Path(frame.f_code.co_filename).name if frame else ""
+            if where in ("capture.py", "cams.py"):
+                self.without_device.append(f"{where}:{frame.f_lineno} torch.{func.__name__}")
+        return func(*args, **kwargs)
+
+
+def test_capture_and_cams_create_tensors_on_the_inputs_device(resnet, images):
+    """Every tensor capture and cams create takes its device from the model's tensors (checked
+    on the CPU by recording the factory calls), and finalize keeps the maps' device (meta)."""
+    with FactoryCalls() as calls:
+        with capture(resnet, ["layer4", "layer3.0.bn1"]) as cap:
+            cap.forward(images[:2])
+            cap.backward([1, 2], input_gradient=True)
+            A = cap.activations["layer4"].detach()
+        cams.score_cam(resnet, images[:2], A, [1, 2], max_channels=5, batch_size=4)
+        cams.raw_map("cam", A, model=resnet, target=1, logits=cap.logits)
+        cams.explain(resnet, images[:1], ["layer4"], 0, methods=("gradcam", "eigencam"))
+    assert calls.without_device == []
+    raw = torch.empty(2, 3, 3, device="meta")
+    assert cams.finalize(raw, (12, 12)).device.type == "meta"
+    assert cams.finalize(raw, (12, 12)).shape == (2, 12, 12)

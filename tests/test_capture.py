@@ -6,6 +6,7 @@ import torchvision
 from torch import nn
 
 from gradcam_edu.capture import (
+    _WRITTEN_IN_PLACE,
     capturable_layers,
     capture,
     hook_count,
@@ -337,3 +338,71 @@ def test_pullback_is_the_vector_jacobian_product_between_captured_tensors():
             cap.pullback("1", "nope", v)
     with pytest.raises(RuntimeError, match="graph is gone"):
         cap.pullback("1", "0", v)
+
+
+def test_clones_only_the_outputs_written_in_place_downstream():
+    """torchvision's BasicBlock: bn1's output is overwritten by the in-place ReLU, bn2's by
+    `out += identity`, conv1's by nothing. The first capture learns exactly that; the next
+    one hands conv1's output on as is (bn1 reads the very memory recorded) and bn1's as a
+    clone, and still records bn1's pre-ReLU values."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=3).eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    layers = ["layer1.0.conv1", "layer1.0.bn1", "layer1.0.bn2"]
+    with capture(model, layers) as cap:
+        cap.forward(x)
+    assert _WRITTEN_IN_PLACE[model] == {"layer1.0.conv1#0": False, "layer1.0.bn1#0": True,
+                                        "layer1.0.bn2#0": True}
+    seen = {}
+    block = model.layer1[0]
+    handles = [block.bn1.register_forward_pre_hook(lambda m, i: seen.setdefault("bn1", i[0])),
+               block.relu.register_forward_pre_hook(lambda m, i: seen.setdefault("relu", i[0]))]
+    try:
+        with capture(model, layers) as cap:
+            cap.forward(x)
+    finally:
+        for h in handles:
+            h.remove()
+    def same(a, b):
+        return a.data_ptr() == b.data_ptr()
+    assert same(seen["bn1"], cap.activations["layer1.0.conv1"])        # no copy
+    assert not same(seen["relu"], cap.activations["layer1.0.bn1"])     # a clone
+    assert (cap.activations["layer1.0.bn1"] < 0).any()               # pre-ReLU values kept
+
+
+class SometimesInPlace(nn.Module):
+    """score = sum(3 * conv(x)), with the product in place on the conv's output when asked."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.fill_(2.0)
+        self.in_place = False
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = y.mul_(3.0) if self.in_place else y * 3.0
+        return y.flatten(1).sum(dim=1, keepdim=True)
+
+
+def test_an_output_newly_written_in_place_is_caught_and_recorded_right():
+    """Learned 'not written' on a first capture, then the model starts writing in place: the
+    version check sees it, the forward runs once more with a clone, and the activation is
+    conv(x) = 2 (not 6), its gradient d(sum 3 y)/dy = 3. Later captures clone at once."""
+    model, x = SometimesInPlace(), torch.ones(1, 1, 2, 2)
+    forwards = []
+    handle = model.register_forward_pre_hook(lambda *a: forwards.append(1))
+    try:
+        for in_place, expected_forwards in ((False, 1), (False, 1), (True, 2), (True, 1)):
+            model.in_place = in_place
+            forwards.clear()
+            with capture(model, ["conv"]) as cap:
+                cap.forward(x)
+                cap.backward(0)
+            assert len(forwards) == expected_forwards
+            torch.testing.assert_close(cap.activations["conv"], torch.full((1, 1, 2, 2), 2.0))
+            torch.testing.assert_close(cap.gradients["conv"], torch.full((1, 1, 2, 2), 3.0))
+    finally:
+        handle.remove()
+    assert hook_count(model) == 0

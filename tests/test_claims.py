@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from gradcam_edu.claims import factorial_effects, inside_block_steps, measure_claims
+from gradcam_edu.claims import (
+    factorial_effects,
+    inside_block_steps,
+    isolated_effects,
+    measure_claims,
+    post_decomposition,
+)
 from gradcam_edu.evidence import DESIGN, Evidence, setting, setting_key
 
 PAIRS = torch.tensor([0, 0, 1, 2, 3, 4])     # 6 pairs from 5 images
@@ -86,3 +92,37 @@ def test_the_skip_derivation_is_checked_on_the_data():
 
     with pytest.raises(AssertionError, match="layer4.1.conv2"):
         measure_claims(build(broken, jitter=0.001), "energy")
+
+
+def test_isolated_effects_find_every_measured_setting():
+    ev = build(additive, jitter=0.001)
+    a3 = isolated_effects(ev, "layer", "layer4.1.pre_relu", "layer4.1.bn2", "energy", 50,
+                          name="bn2 + skip - bn2")
+    assert [e.label for e in a3] == ["random fc: bn2 + skip - bn2",
+                                     "trained fc: bn2 + skip - bn2"]       # both heads measured
+    assert all(e.changed == ["layer"] for e in a3)
+    assert [round(e.difference, 6) for e in a3] == [0.1, 0.1]
+    skip = isolated_effects(ev, "skip_gradient", "off", "on", "energy", 50,
+                            skip=["layer4.1.conv2"])
+    assert sorted(e.label.split(":")[0] for e in skip) == [
+        "trained fc @ conv1", "trained fc @ layer3.1", "trained fc @ layer4.0",
+        "trained fc @ layer4.0.conv1"]
+    assert len(isolated_effects(ev, "depth", "cut", "full", "energy", 50)) == 6
+    with pytest.raises(ValueError, match="no measured setting"):
+        isolated_effects(ev, "depth", "cut", "shallow", "energy")
+    with pytest.raises(ValueError, match="cause"):
+        isolated_effects(ev, "method", "hirescam", "gradcam", "energy")
+
+
+def test_post_decomposition_steps_add_up_in_both_orders():
+    def interacting(s):                # the hook point helps only with the trained head
+        trained, off_conv2 = s["head"] == "trained fc", s["layer"] != "layer4.1.conv2"
+        return 0.3 + 0.05 * trained + 0.02 * off_conv2 + 0.1 * (trained and off_conv2)
+
+    eff = {e.label.split(" ")[0]: e.difference
+           for e in post_decomposition(build(interacting, jitter=0.001), "energy", 50)}
+    assert eff["A1"] == pytest.approx(0.05) and eff["A2"] == pytest.approx(0.12)
+    assert eff["B1"] == pytest.approx(0.02) and eff["B2"] == pytest.approx(0.15)
+    assert eff["head"] == pytest.approx(0.10)                    # "head x hook": A2 - B1
+    assert eff["total:"] == pytest.approx(eff["A1"] + eff["A2"] + eff["3"])
+    assert eff["total:"] == pytest.approx(eff["B1"] + eff["B2"] + eff["3"])

@@ -284,3 +284,40 @@ def test_output_path_printed_is_the_one_written(tmp_path, capsys):
     fails(capsys, ["explain", "shapes:test:0", *MODEL, "-o", str(tmp_path / "f.xyz")],
           "unknown image format '.xyz'", ".png", ".svg")
     fails(capsys, ["explain", "shapes:test:0", *MODEL, "-o", ""], "give a file name")
+
+
+# ----------------------------------------------------------------------------- fetch (no network)
+@pytest.fixture
+def offline(monkeypatch):
+    """Any connection attempt fails the test: these fetch commands must not reach a server."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to open a connection")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_fetch_unknown_architecture_lists_the_known_ones(capsys, offline):
+    fails(capsys, ["fetch", "vgg16"], "fetch: error: unknown architecture 'vgg16'",
+          "valid: resnet18, resnet34, resnet50")
+    fails(capsys, ["fetch", "resnet18", "resnet5"], "unknown architecture 'resnet5'",
+          "did you mean resnet50")
+    for bad in ("0", "-3", "nan"):
+        fails(capsys, ["fetch", "resnet18", "--timeout", bad], "--timeout must be", "> 0")
+
+
+def test_fetch_refuses_a_foreign_file_in_the_cache(tmp_path, monkeypatch, capsys, offline):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = imagenet_weight_path("resnet34")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"certainly not torchvision's checkpoint")
+    fails(capsys, ["fetch", "resnet34"], "resnet34:", str(path), "already in the cache",
+          "delete it and fetch again")
+
+
+def test_fetch_is_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["fetch", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "ARCH" in text and "resnet18, resnet34, resnet50" in text and "--timeout" in text
+    assert "torch.hub.get_dir()/checkpoints" in text

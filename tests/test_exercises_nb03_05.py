@@ -148,16 +148,19 @@ def test_head_blind():
 # ----------------------------------------------------------------------------- nb05
 def test_verdict_rule_exercise():
     src, iso = (0.10, 0.05, 0.15), [(0.01, -0.02, 0.04), (0.00, -0.03, 0.02)]
-    accepted(nb05.check_verdict("confounded", iso, src))
+    accepted(nb05.check_verdict("inconclusive", iso, src))          # 0.04 reaches above 0
+    accepted(nb05.check_verdict("confounded", iso, src, margin=0.04))   # ruled out at 0.04
     rejected(nb05.check_verdict("supported", iso, src), "EVERY isolated")
-    rejected(nb05.check_verdict("unsupported", iso, src), "no isolated interval")
+    rejected(nb05.check_verdict("unsupported", iso, src), "ruled out")
+    rejected(nb05.check_verdict("confounded", iso, src), "ruled out")
     rejected(nb05.check_verdict("maybe", iso, src), "not a verdict")
     half = [(0.05, 0.02, 0.08), (-0.03, -0.05, -0.01)]
     accepted(nb05.check_verdict("mixed", half, src))
     rejected(nb05.check_verdict("supported", half, src), "EVERY")
     accepted(nb05.check_verdict("supported", [(0.05, 0.02, 0.08)], src))
     # the same intervals against a margin of 0.03: the lower end 0.02 no longer counts
-    accepted(nb05.check_verdict("confounded", [(0.05, 0.02, 0.08)], src, margin=0.03))
+    accepted(nb05.check_verdict("inconclusive", [(0.05, 0.02, 0.08)], src, margin=0.03))
+    accepted(nb05.check_verdict("unsupported", [(0.05, 0.02, 0.08)], src, margin=0.08))
     accepted(nb05.check_verdict("unsupported", [(-0.1, -0.2, -0.05)], None))
 
 

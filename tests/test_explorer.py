@@ -1,6 +1,9 @@
 """The live explorer, driven from Python: state, displayed images, and the model work each
-change costs (forwards / backwards), on a random-weight narrow ResNet at 64 x 64."""
+change costs (forwards / backwards), on a random-weight narrow ResNet at 64 x 64; its static
+snapshot (the PNG of its display bundle); the outlines and scores it shows on the shapes
+world (224 x 224)."""
 
+import base64
 import datetime
 import io
 
@@ -10,11 +13,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gradcam_edu import cams, layers
+from gradcam_edu import cams, layers, views
 from gradcam_edu.capture import hook_count
 from gradcam_edu.explorer import Explorer
 from gradcam_edu.images import as_image_tensor, decode_image, fit_image, to_uint8
+from gradcam_edu.metrics import energy_pointing_game, pointing_game, target_share
 from gradcam_edu.models import plain_cnn
+from gradcam_edu.session import GroundTruth
+from gradcam_edu.shapes import shapes_sample
 
 NAMES = ["circle", "square", "triangle", "star", "cross", "ring"]
 SIZE = 64
@@ -359,3 +365,178 @@ def test_stage_label_says_it_shows_its_last_block(model, images):
     assert "the output of layer4.1" in ex.layer_label.value
     ex.set(layer="layer4.1")
     assert "the output of" not in ex.layer_label.value
+
+
+# ----------------------------------------------------------------------------- no kernel
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def decoded(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_bundle_holds_the_live_view_and_a_png_snapshot_of_it(model, images):
+    ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE, image_format="png",
+                  layers=["layer3", "layer4"])
+    bundle = ex._repr_mimebundle_()
+    assert bundle[WIDGET_VIEW]["model_id"] == ex.widget.model_id          # ipywidgets' own
+    assert "\n" not in bundle["text/plain"] and "Explorer(" in bundle["text/plain"]
+    shot = decoded(base64.b64decode(bundle["image/png"]))
+    # views.snapshot's layout at display size 64, 6 classes (gap 8, text line 14): width
+    # 8 + (64 + 8) + (64 + 8) + (64 + 74 + 8) + 250 + 8 = 556; height 4 * 8 + 3 * 14 +
+    # max(2 * 14 + 64, 14 * (6 + 1)) = 172
+    assert shot.shape == (172, 556, 3)
+    top = 8 + 14 + 8 + 2 * 14                  # the header, a gap, the two caption lines
+    for x, widget in ((8, ex.input_image), (80, ex.overlay_image), (152, ex.raw_image)):
+        view = decoded(png(widget))            # the pixels the widget shows, exactly
+        h, w = view.shape[:2]
+        assert np.array_equal(shot[top:top + h, x:x + w], view), widget
+    before = shot[top:top + SIZE, 80:80 + SIZE].copy()
+    ex.set(layer="layer3")                     # the snapshot follows the view
+    after = decoded(base64.b64decode(ex._repr_mimebundle_()["image/png"]))
+    assert not np.array_equal(after[top:top + SIZE, 80:80 + SIZE], before)
+    ex.widget.close()                          # no live view left: the snapshot remains
+    bundle = ex._repr_mimebundle_()
+    assert WIDGET_VIEW not in bundle and decoded(base64.b64decode(bundle["image/png"])).shape \
+        == (172, 556, 3)
+
+
+def test_snapshot_lists_the_probabilities_and_the_selection(model, images):
+    ex = Explorer(model, images, NAMES, image_size=SIZE, display_size=SIZE, layers=["layer4"],
+                  target="ring")
+    shot = np.asarray(ex.snapshot())
+    probs = ex.session.probabilities
+    x = 8 + 72 + 72 + 146                      # the probability column
+    for row, c in enumerate(probs.argsort(descending=True).tolist()):
+        y = 30 + 14 * (row + 1) + 7            # the middle of the row's bar
+        bar = (shot[y, x + 112:x + 214] == (0x3B, 0x7D, 0xD8)).all(axis=1)
+        assert int(bar.sum()) == max(1, round(float(probs[c]) * 100)) + 1, NAMES[c]
+        selected = (shot[30 + 14 * (row + 1), x + 240] == (0xDD, 0xE8, 0xFA)).all()
+        assert bool(selected) == (NAMES[c] == "ring")
+
+
+def test_snapshot_layout_by_hand():
+    red, blue = Image.new("RGB", (10, 20), "red"), Image.new("RGB", (30, 20), "blue")
+    shot = views.snapshot("header", [("a", red), ("b", blue)], torch.tensor([0.25, 0.5]),
+                          ["x", "y"], 0, "softmax", None, "the message")
+    # width 8 + (10 + 8) + (30 + 8) + 250 + 8; height 4 * 8 + 3 * 14 + max(2 * 14 + 20, 14 * 3)
+    assert shot.size == (322, 122)
+    arr = np.asarray(shot)
+    top = 8 + 14 + 8 + 2 * 14
+    assert (arr[top:top + 20, 8:18] == (255, 0, 0)).all()
+    assert (arr[top:top + 20, 26:56] == (0, 0, 255)).all()
+    assert (arr[top + 20:top + 28, 8:56] == 255).all()          # white below the panels
+    with pytest.raises(ValueError, match="panels: expected images of one height"):
+        views.snapshot("h", [("a", red), ("b", Image.new("RGB", (5, 21)))], torch.ones(2),
+                       ["x", "y"], 0, "softmax", None, "")
+
+
+# ----------------------------------------------------------------------------- measuring
+def test_outline_is_the_two_pixel_inner_boundary():
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[1:9, 1:9] = True                                       # an 8 x 8 block
+    edge = np.asarray(views.outline(mask, 10)) > 0
+    inner = np.zeros_like(mask)
+    inner[3:7, 3:7] = True                                      # eroded twice: 4 x 4 left
+    assert np.array_equal(edge, mask & ~inner) and int(edge.sum()) == 64 - 16
+    assert (np.asarray(views.outline(mask, 20)) > 0).sum() == 16 * 16 - 12 * 12
+
+
+def test_ground_truth_scores_by_hand():
+    """A 40 x 40 map against a target object (columns 0-9) and another (columns 30-39)."""
+    target = torch.zeros(40, 40, dtype=torch.bool)
+    target[:, :10] = True
+    other = torch.zeros(40, 40, dtype=torch.bool)
+    other[:, 30:] = True
+    truth = GroundTruth([torch.stack([target, other])], [[3, 5]], 1, 40)
+    cam = torch.zeros(40, 40)
+    cam[20, 5], cam[20, 35], cam[20, 20] = 2.0, 1.0, 1.0
+    got = truth.scores(cam, 0, 3)
+    assert got["pointing"] is True                              # the peak is on the target
+    assert got["energy"] == pytest.approx(2 / 4) and got["target_share"] == pytest.approx(2 / 3)
+    got = truth.scores(cam, 0, 5)                               # the other object's view
+    assert got["energy"] == pytest.approx(1 / 4) and got["target_share"] == pytest.approx(1 / 3)
+    assert got["pointing"] is False
+    for col, hit in ((24, True), (25, False)):  # 15 and 16 px from column 9
+        peak = torch.zeros(40, 40)
+        peak[20, col] = 1.0
+        got = truth.scores(peak, 0, 3)
+        assert got["pointing"] is hit and got["energy"] == 0.0
+        assert got["target_share"] == 0.5                       # no mass on either: 0.5
+    assert truth.scores(cam, 0, 4) is None and truth.scores(cam, 1, 3) is None
+    one = GroundTruth([target[None]], [[3]], 1, 40).scores(cam, 0, 3)
+    assert one["target_share"] is None and one["energy"] == pytest.approx(2 / 4)
+
+
+def test_masks_are_fitted_like_the_images():
+    """40 x 80 masks to 20: short side halved (nearest), then the centre 20 columns of 40."""
+    mask = torch.zeros(1, 40, 80, dtype=torch.bool)
+    mask[0, :20, 20:40] = True
+    _, fitted = GroundTruth([mask], [[0]], 1, 20).objects(0)
+    expected = torch.zeros(1, 20, 20, dtype=torch.bool)
+    expected[0, :10, :10] = True
+    assert torch.equal(fitted, expected)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return shapes_sample(4, split="test")      # classes [[1], [1, 4], [2], [2, 5]]
+
+
+def test_scores_shown_are_the_metrics_of_the_shown_map(model, world):
+    images, masks, classes = world
+    ex = Explorer(model, images, NAMES, masks=masks, classes=classes, layers=["layer3", "layer4"],
+                  image=1, target=classes[1][1])
+    assert ex.mask_outline.layout.display is None and ex.score_line.layout.display is None
+    for layer, method, image, k in (("layer4", "gradcam", 1, 1), ("layer3", "layercam", 1, 0),
+                                    ("layer3", "gradcam++", 0, 0)):
+        ex.set(image=image, layer=layer, method=method, target=classes[image][k])
+        cam, target = ex.current_map[None], masks[image][k][None]
+        expected = {"energy": float(energy_pointing_game(cam, target)[0]),
+                    "pointing": bool(pointing_game(cam, target, 15)[0]),
+                    "target_share": (float(target_share(cam, target, masks[image][1 - k][None])[0])
+                                     if len(classes[image]) == 2 else None)}
+        assert ex.current_scores == expected
+        line = ex.score_line.value
+        assert f"energy {expected['energy']:.2f}" in line
+        assert ("pointing (15 px) hit" if expected["pointing"] else "pointing (15 px) miss") in line
+        assert (f"target share {expected['target_share']:.2f}" if image == 1
+                else "target share -- (one object)") in line
+    ex.set(target="ring")                                       # not in image 0
+    assert ex.current_scores is None and "no ring in this image: no scores" in ex.score_line.value
+    ex.add_image(torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(3)))
+    assert ex.current_scores is None and "no object masks for this image" in ex.score_line.value
+
+
+def test_outline_toggle_changes_the_overlay_only(model, world):
+    images, masks, classes = world
+    ex = Explorer(model, images, NAMES, masks=masks, classes=classes, layers=["layer4"],
+                  image_format="png", image=1, target=classes[1][0])
+    plain = png(ex.overlay_image)
+    counts = dict(ex.counts)
+    ex.mask_outline.value = True
+    shown = decoded(png(ex.overlay_image))
+    assert png(ex.overlay_image) != plain and ex.counts == counts
+    edges = [np.asarray(views.outline(m.numpy(), 224)) > 0 for m in masks[1]]
+    assert (shown[edges[0]] == 255).all()                       # the selected class: white
+    assert (shown[edges[1] & ~edges[0]] == 0).all()             # the other object: black
+    assert np.array_equal(shown[~(edges[0] | edges[1])],
+                          decoded(plain)[~(edges[0] | edges[1])])
+    ex.set(target=classes[1][1])                                # the colours follow the class
+    assert (decoded(png(ex.overlay_image))[edges[1]] == 255).all()
+    ex.mask_outline.value = False
+    ex.set(target=classes[1][0])
+    assert png(ex.overlay_image) == plain
+
+
+def test_masks_and_classes_are_checked(model, world):
+    images, masks, classes = world
+    with pytest.raises(ValueError, match="masks, classes: expected both"):
+        Explorer(model, images, NAMES, masks=masks)
+    with pytest.raises(ValueError, match=r"masks, classes: expected one entry per image \(4\)"):
+        Explorer(model, images, NAMES, masks=masks[:3], classes=classes[:3])
+    with pytest.raises(ValueError, match=r"masks\[1\]: expected a bool \(K, H, W\) tensor with "
+                                         "K = len\\(classes\\[1\\]\\) = 1"):
+        Explorer(model, images, NAMES, masks=masks, classes=[[1], [1], [2], [2, 5]])
+    ex = Explorer(model, images[:1], NAMES, layers=["layer4"])              # no masks
+    assert ex.mask_outline.layout.display == "none" and ex.current_scores is None

@@ -6,11 +6,22 @@ from gradcam_edu import literature
 from gradcam_edu.evidence import load_evidence
 
 
-def test_short_paths_rule():
+def test_short_paths_are_context_not_a_test():
     flows = [{"skip_share": v} for v in (0.6, 0.7, 0.4)]
     row = literature._paths_row(flows)
-    assert row["agreement"] == "agrees" and "above 0.5 at 2 of 3 blocks" in row["ours"]
-    assert literature._paths_row([{"skip_share": 0.3}] * 2)["agreement"] == "disagrees"
+    assert row["agreement"] == "not tested" and "above 0.5 at 2 of 3 blocks" in row["ours"]
+    assert "path lengths" in row["rule"]
+
+
+def test_hirescam_rule_reads_map_differences():
+    ev = load_evidence()
+    assert literature._hirescam_row(ev, None)["agreement"] == "not tested"
+    row = literature._hirescam_row(ev, {"layer4.1": 3e-8, "layer3.1": 0.8})
+    assert row["agreement"] == "agrees" and "layer3.1 0.80" in row["ours"]
+    assert literature._hirescam_row(ev, {"layer4.1": 3e-3, "layer3.1": 0.8})["agreement"] \
+        == "disagrees"                                     # not equal where it must be
+    assert literature._hirescam_row(ev, {"layer4.1": 0.0, "layer3.1": 0.05})["agreement"] \
+        == "disagrees"                                     # equal where it should differ
 
 
 def test_sanity_rule_wants_guided_backprop_to_fail():
@@ -24,7 +35,9 @@ def test_sanity_rule_wants_guided_backprop_to_fail():
             {"stage": "conv1", "method": "guided_backprop", "mean": 0.1, "low": 0.0,
              "high": 0.2}]
 
-    assert literature._sanity_row(rows(0.8))["agreement"] == "agrees"
+    row = literature._sanity_row(rows(0.8))
+    assert row["agreement"] == "agrees"
+    assert "fc only: gradient 0.90, guided_backprop 0.90, gradcam 0.90" in row["ours"]
     assert literature._sanity_row(rows(0.4))["agreement"] == "disagrees"  # GB passed too
 
 
@@ -34,7 +47,8 @@ def test_rows_on_the_shipped_evidence():
     rows = literature.literature_table(ev, flows)
     assert [r["key"] for r in rows] == ["gradcam-depth", "hirescam", "layercam", "sanity",
                                         "centre", "short-paths"]
-    assert all(r["agreement"] in ("agrees", "partly", "disagrees", "reported") for r in rows)
+    assert all(r["agreement"] in ("agrees", "partly", "disagrees", "reported", "not tested")
+               for r in rows)
     centre = float(ev.baselines["centre_pointing_tol"].mean())
     assert f"{centre:.2f}" in rows[4]["ours"]
     rand = literature.randomisation_rows(ev)

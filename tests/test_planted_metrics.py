@@ -7,18 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from gradcam_edu.faithfulness import (
-    cascading_randomization,
-    curve_auc,
-    perturbation_curve,
-    randomization_stages,
-)
+from gradcam_edu.faithfulness import curve_auc, perturbation_curve
 from gradcam_edu.metrics import (
     baseline_scores,
     centre_map,
     energy_at_grid,
     energy_pointing_game,
     hits_at,
+    mask_pooled_maps,
     paired_bootstrap,
     peak_location,
     pointing_game,
@@ -27,10 +23,8 @@ from gradcam_edu.metrics import (
     uniform_map,
     upsample_adjoint,
 )
-from gradcam_edu.metrics import (
-    mask_pooled_maps as ceiling_maps,
-)
 from gradcam_edu.models import resnet18_narrow
+from gradcam_edu.sanity import cascading_randomization, randomization_stages
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -133,11 +127,11 @@ def test_baseline_scores_on_a_4x4_mask():
                                                            rel=1e-5)
 
 
-def test_ceiling_map_pools_the_mask_share_of_each_cell():
+def test_mask_pooled_map_pools_the_mask_share_of_each_cell():
     # top-left cell full, one of the 4 pixels of the top-right cell: shares [[1, 1/4], [0, 0]]
     m = mask(4, 4, [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2)])
     expected = U2TO4 @ torch.tensor([[1.0, 0.25], [0.0, 0.0]]) @ U2TO4.T
-    assert torch.allclose(ceiling_maps(m, 2)[0], expected, atol=1e-6)
+    assert torch.allclose(mask_pooled_maps(m, 2)[0], expected, atol=1e-6)
     scores = resolution_ceiling(m, 2, tolerance_px=0)
     assert scores["pointing"].tolist() == [1.0]                  # its peak (0, 0) is on the mask
     share = expected[m[0]].sum() / expected.sum()

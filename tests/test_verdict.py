@@ -32,8 +32,8 @@ def cut(h="trained fc"):
 
 
 # ----------------------------------------------------------------------------- the rule
-def test_verdicts_are_the_four_words():
-    assert VERDICTS == ("supported", "mixed", "confounded", "unsupported")
+def test_verdicts_are_the_five_words():
+    assert VERDICTS == ("supported", "mixed", "confounded", "inconclusive", "unsupported")
 
 
 def test_changed_factors_lists_differences_and_missing_keys():
@@ -54,20 +54,34 @@ def test_some_isolated_effects_above_is_mixed_and_names_where():
 
 
 def test_a_touching_interval_is_not_an_effect():
-    assert judge("layer", [eff(0.1, 0.02, 0.2)], margin=0.02)[0] == "unsupported"
+    # [0.02, 0.2] touches the margin: not shown, not ruled out either
+    assert judge("layer", [eff(0.1, 0.02, 0.2)], margin=0.02)[0] == "inconclusive"
     assert judge("layer", [eff(0.1, 0.0201, 0.2)], margin=0.02)[0] == "supported"
+
+
+def test_inconclusive_when_an_interval_still_reaches_above_the_margin():
+    v, reason = judge("layer", [eff(0.0, -0.01, 0.01), eff(0.01, -0.02, 0.05)], margin=0.02)
+    assert v == "inconclusive" and "some reach above it" in reason
+    # every interval at or below the margin rules the effect out: unsupported
+    v, reason = judge("layer", [eff(0.0, -0.01, 0.01), eff(0.01, -0.02, 0.02)], margin=0.02)
+    assert v == "unsupported" and "every interval below the margin 0.02" in reason
+    # a real source does not make an open question confounded
+    src = eff(0.2, 0.1, 0.3, setting(depth="cut", layer="layer4.0.conv1"),
+              setting(head="random fc", layer="layer4.1.conv2"), label="post")
+    assert judge("depth", [eff(0.0, -0.01, 0.05, *cut())], src, margin=0.02)[0] == \
+        "inconclusive"
 
 
 def test_confounded_needs_a_source_that_varies_the_cause_and_more():
     iso = [eff(0.0, -0.02, 0.02, *cut())]
     src_many = eff(0.2, 0.1, 0.3, setting(depth="cut", layer="layer4.0.conv1"),
                    setting(head="random fc", layer="layer4.1.conv2"), label="post")
-    v, reason = judge("depth", iso, src_many)
+    v, reason = judge("depth", iso, src_many, margin=0.02)   # [-0.02, +0.02]: ruled out
     assert v == "confounded" and "head, layer" in reason
     # a source below the margin leaves the claim unsupported
     assert judge("depth", iso, src_many, margin=0.15)[0] == "unsupported"
     # a source that changes the cause only cannot make a claim confounded
-    assert judge("depth", iso, eff(0.2, 0.1, 0.3, *cut()))[0] == "unsupported"
+    assert judge("depth", iso, eff(0.2, 0.1, 0.3, *cut()), margin=0.02)[0] == "unsupported"
 
 
 def test_a_source_that_does_not_vary_the_cause_is_refused():
@@ -96,7 +110,11 @@ def test_a_derived_effect_is_never_an_effect_and_says_so():
 
 def test_opposite_is_named_when_every_interval_is_below():
     assert "the opposite holds" in judge("layer", [eff(-0.1, -0.2, -0.05)])[1]
-    assert "no effect above" in judge("layer", [eff(-0.1, -0.2, 0.05)])[1]
+    assert "some reach above" in judge("layer", [eff(-0.1, -0.2, 0.05)])[1]
+    # a derived zero is not "the opposite"
+    d = derived("conv2", X, Y, "energy", "no path")
+    assert "the opposite" not in judge("layer", [d])[1]
+    assert "the opposite holds" in judge("layer", [d, eff(-0.1, -0.2, -0.05)])[1]
 
 
 # ----------------------------------------------------------------------------- intervals
@@ -182,4 +200,4 @@ def test_describe_effects_says_which_side_of_the_margin():
     assert text[0] == ("up: +0.100 [+0.050, +0.150], positive beyond the margin (per-seed "
                        "means beyond it on 2 of 3 seeds).")
     assert "negative beyond the margin (per-seed means beyond it on 3 of 3" in text[1]
-    assert text[2].endswith("not distinguishable from 0 at this margin.")
+    assert text[2].endswith("not beyond the margin either way.")

@@ -3,6 +3,7 @@
     python tools/build_notebooks.py                 # every notebooks/src/*.py
     python tools/build_notebooks.py 01 03           # the sources whose name starts so
     python tools/build_notebooks.py --record        # and rewrite notebooks/src/recorded.json
+    python tools/build_notebooks.py --prose 05      # copy changed markdown only, no kernel
 
 ``--record`` makes every ``recorded.check`` cell take the table it measures as the new record
 (see :mod:`gradcam_edu.recorded`): do it when the science changed on purpose, and read the
@@ -50,15 +51,40 @@ def build(source: Path, timeout: int = 600) -> float:
     return seconds
 
 
+def copy_prose(source: Path) -> int:
+    """Copy the markdown cells of ``source`` into its executed notebook, leaving every code
+    cell and output alone; refuses when any code cell differs (then execute it). Returns the
+    number of markdown cells changed."""
+    new, path = jupytext.read(source), OUT / f"{source.stem}.ipynb"
+    old = nbformat.read(path, as_version=4)
+    kinds = [c.cell_type for c in new.cells], [c.cell_type for c in old.cells]
+    code = ([c.source for c in new.cells if c.cell_type == "code"],
+            [c.source for c in old.cells if c.cell_type == "code"])
+    if kinds[0] != kinds[1] or code[0] != code[1]:
+        sys.exit(f"{source.stem}: code cells changed; execute it instead (no --prose)")
+    changed = 0
+    for a, b in zip(new.cells, old.cells, strict=True):
+        if a.cell_type == "markdown" and a.source != b.source:
+            b.source, changed = a.source, changed + 1
+    nbformat.write(old, path)
+    return changed
+
+
 def main(prefixes: list[str]) -> None:
     if "--record" in prefixes:
         prefixes = [p for p in prefixes if p != "--record"]
         os.environ["GRADCAM_EDU_RECORD"] = "1"          # inherited by the kernels
+    prose = "--prose" in prefixes
+    prefixes = [p for p in prefixes if p != "--prose"]
     sources = sorted(SRC.glob("*.py"))
     if prefixes:
         sources = [s for s in sources if any(s.stem.startswith(p) for p in prefixes)]
     if not sources:
         sys.exit(f"no notebook source matches {prefixes} in {SRC}")
+    if prose:
+        for source in sources:
+            print(f"{source.stem}: {copy_prose(source)} markdown cell(s) updated")
+        return
     for source in sources:
         seconds = build(source)
         print(f"{source.stem}: executed in {seconds:.1f} s")

@@ -52,6 +52,7 @@ TESTS: dict[str, list[str]] = {
                    "tests/test_scoreboard.py"],
     "faithfulness.py": ["tests/test_planted_metrics.py", "tests/test_faithfulness.py",
                         "tests/test_metrics.py"],
+    "sanity.py": ["tests/test_sanity.py", "tests/test_planted_metrics.py", "tests/test_metrics.py"],
     "scoreboard.py": ["tests/test_scoreboard.py", "tests/test_metrics.py"],
     "gradflow.py": ["tests/test_planted_gradflow.py", "tests/test_gradflow.py"],
     "truncate.py": ["tests/test_planted_truncate.py", "tests/test_truncate.py",
@@ -272,9 +273,9 @@ MUTANTS: list[Mutant] = [
       "    ra = ra - ra.mean(dim=1, keepdim=True)\n", "    ra = ra - ra.mean()\n",
       equivalent="every row of ranks 1..M sums to M(M+1)/2 (averaged ties keep the sum), so "
                  "the batch mean equals each row's mean"),
-    M("fa-stages", "faithfulness.py", "order reversed", "randomisation stages bottom-up",
+    M("fa-stages", "sanity.py", "order reversed", "randomisation stages bottom-up",
       "    return stages[::-1]\n", "    return stages\n"),
-    M("fa-rng", "faithfulness.py", "side effect", "randomisation seeds the global RNG "
+    M("fa-rng", "sanity.py", "side effect", "randomisation seeds the global RNG "
       "(fork_rng disabled)",
       "    with torch.random.fork_rng(devices=[]):\n        torch.manual_seed(seed)\n"
       "        for stage in stages:",

@@ -53,10 +53,13 @@ def check_verdict(answer: object, isolated, source: tuple[float, float, float] |
         "supported": "'supported' needs EVERY isolated interval (the cause alone) to lie "
                      "entirely above the margin",
         "mixed": "'mixed' means some isolated intervals lie above the margin and others do not",
-        "confounded": "'confounded' means no isolated interval lies above the margin while the "
-                      "post's comparison, which changes the cause with other factors, does",
-        "unsupported": "'unsupported' means no isolated interval lies above the margin, and no "
-                       "comparison of several changes rescues it",
+        "confounded": "'confounded' means every isolated interval lies below the margin (the "
+                      "effect is ruled out) while the post's comparison, which changes the "
+                      "cause with other factors, lies above it",
+        "inconclusive": "'inconclusive' means no isolated interval lies above the margin, but "
+                        "some still reach above it: neither shown nor ruled out",
+        "unsupported": "'unsupported' means every isolated interval lies below the margin (the "
+                       "effect is ruled out), and no comparison of several changes is real",
     }
     return Verdict(False, f"{hints[word]}. Look at where each interval lies relative to the "
                    "margin, isolated effects first.")

@@ -157,9 +157,10 @@ recorded.check("03 variant accuracy", table.text, tol=0.005)   # the same on eve
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **Key sentence.** Removing a block without retraining changes what the head reads: the
 # trained `fc` was fitted to `layer4.1`'s features, not to `layer4.0`'s. Exact match falls
-# from 0.990 (full) to 0.900 with the original head; a probe trained for the cut brings it
-# back (0.990). Deeper cuts lose accuracy even with a probe: 0.937 after `layer3.1`, 0.563
-# after `layer3.0`, 0.173 after `layer2.1`.
+# from 0.973 (full) to 0.953 with the original head (its mAP stays 1.000: the ranking is
+# intact, a threshold moved); a probe trained for the cut reaches 0.990. Deeper cuts lose
+# accuracy even with a probe: 0.970 after `layer3.1`, 0.740 after `layer3.0`, 0.253 after
+# `layer2.1`.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · The post's third example, taken apart
@@ -215,7 +216,12 @@ recorded.check("03 depth alone", table.text, tol=0.002)   # stored scores
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **How to read it.** Compare each effect's interval with the margin (how much retraining
 # alone moves a score) and with zero. The head's main effect is the random `fc` against the
-# trained one: the post's example 1 ran Grad-CAM through an untrained head. The per-seed
+# trained one, averaged over the two hook points of the design; at example 1's own hook
+# point `layer4.1.conv2` the head and the hook point interact, and notebook 05 takes the
+# post's comparison apart step by step there. The heads also mean different things at the
+# two depths: the trained `fc` was fitted to the full depth only, so the **probe** rows (a
+# head fitted to each depth) are the fair test of depth alone: there the cut is worse beyond
+# the margin at `layer4.0` (-0.048), and within it at `layer4.0.conv1` (-0.017). The per-seed
 # columns show whether an effect holds for every trained model or only on average. The
 # sentences below are printed from the same numbers.
 
@@ -314,7 +320,12 @@ recorded.check("03 cut vs full", table.text, tol=0.02)   # the same on every CPU
 # full model at that same layer (for example -0.018 with the original head after `layer4.0`,
 # -0.063 with its probe, -0.126 for the `layer3.1` probe); only the `layer2.1` cut, a poor
 # classifier, is within noise of it (+0.018 [-0.004, +0.040]). This agrees with section 4:
-# depth alone does not make maps better here. **Want a finer map? Look at an earlier layer
+# depth alone does not make maps better here. Read the energy column against the full
+# model's last block, though, and the cut after `layer4.0` *does* look better (0.270 with
+# the original head against 0.205): that is the post's claim in its natural reading, and it
+# holds, but because of the **hook point**, not the depth. The full model's own `layer4.0`
+# gives the same gain without cutting (its Grad-CAM at `layer4.0` scores 0.018 more than
+# the cut's, the first row of the last column). **Want a finer map? Look at an earlier layer
 # of the full model (checked against its ceiling) rather than cutting there.** (This table is
 # the shipped model only; section 4 holds across 3 trained models.)
 

@@ -238,8 +238,115 @@ recorded.check("04 score-cam", table.text, tol=0.02)   # the same on every CPU
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # Four images make a demonstration, not a measurement: Score-CAM costs one forward per
-# channel per image (here 24 per image and layer). Use it where gradients are unreliable,
-# and measure it on more images when you can afford it.
+# channel per image (here 24 per image and layer). The next section measures it on 16
+# images with every channel, and asks why it scores low.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4b · Why Grad-CAM++ and Score-CAM score low: weights that cannot be negative
+#
+# In the scoreboard Grad-CAM++ is below Grad-CAM at `layer3.1` and at the shallow layers,
+# and Score-CAM is below it above. Both are weighted sums of the same channels A_k, so the
+# difference is in the weights w_k.
+#
+# **Grad-CAM++, a derivation.** Its closed form (for an exponential score, as in the paper
+# and in grad-cam) is α_ij = g² / (2g² + S g³) with S = Σ_ab A_ab (the channel's total), so
+# for g ≠ 0, α_ij = 1 / (2 + S g_ij), and
+#
+# $$w_k = \sum_{ij} \alpha_{ij}\,\mathrm{relu}(g_{ij}) = \sum_{ij:\,g_{ij}>0} \frac{g_{ij}}{2 + S g_{ij}}.$$
+#
+# After a ReLU, S ≥ 0, so every term is positive: **a Grad-CAM++ weight is never negative**,
+# whereas Grad-CAM's w_k = mean(g) is negative for channels whose activation lowers the
+# class score (the background, the other object). When |S g| ≪ 2 the weight is about
+# ½ Σ relu(g): the positive part of the gradient only. Its denominator can come near zero
+# only where S g ≈ -2, which needs S < 0: outputs before a ReLU (`conv1`, a block's `conv2`).
+#
+# The cell measures each step on 16 images (first object each): the share of channels
+# Grad-CAM weights negatively, the median |S g| where g > 0, the share of near-zero
+# denominators (|2 + S g| < 0.2), and the energy of Grad-CAM, of Grad-CAM with its negative
+# weights set to 0, of ½ Σ relu(g) as weights, and of Grad-CAM++.
+
+# %% slideshow={"slide_type": "subslide"}
+def energy_of(raw, m):
+    """Mean energy of raw maps (N, h, w) as displayed (ReLU, min-max, upsampled)."""
+    return metrics.energy_pointing_game(cams.finalize(raw, (224, 224)), m).mean().item()
+
+
+def channel_sum(w, A):
+    """sum_k w_k A_k: the map of channel weights w (N, K) on activations A (N, K, h, w)."""
+    return torch.einsum("nk,nkhw->nhw", w, A)
+
+
+x16, t16 = images[:16], first[:16]
+m16 = torch.stack([masks[i][0] for i in range(16)])
+with capture(model, LAYERS) as cap:
+    cap.forward(x16)
+    cap.backward(t16)
+    AG = {la: (cap.activations[la].detach().double(), cap.gradients[la].double())
+          for la in LAYERS}
+
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    print(f"{'layer':<10}{'w<0':>6}{'|Sg|':>7}{'2+Sg~0':>8}{'Grad-CAM':>10}{'w>=0':>7}"
+          f"{'½Σrelu(g)':>10}{'Grad-CAM++':>12}")
+    for la, (A, G) in AG.items():
+        S = A.sum(dim=(2, 3), keepdim=True)
+        positive = G > 0
+        Sg = (S * G)[positive]
+        w_gc = G.mean(dim=(2, 3))
+        row = [(w_gc < 0).double().mean(), Sg.abs().median(), ((2 + Sg).abs() < 0.2).double().mean()]
+        e = [energy_of(channel_sum(w, A).float(), m16)
+             for w in (w_gc, w_gc.clamp(min=0), G.clamp(min=0).sum(dim=(2, 3)) / 2)]
+        e.append(energy_of(cams.raw_map("gradcam++", A.float(), G.float()), m16))
+        print(f"{la:<10}{row[0]:>6.2f}{row[1]:>7.2f}{row[2]:>8.3f}{e[0]:>10.2f}{e[1]:>7.2f}"
+              f"{e[2]:>10.2f}{e[3]:>12.2f}")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+# NBVAL_CHECK_OUTPUT
+recorded.check("04 grad-cam++ weights", table.text, tol=0.02)   # the same on every CPU
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Reading it.** At `layer3.1` Grad-CAM weights 58% of the channels negatively. Setting
+# those weights to 0, and nothing else, drops its energy from 0.54 to 0.27, and ½ Σ relu(g)
+# as weights (0.24) gives what Grad-CAM++ gives (0.24): there |S g| is small (median 0.16),
+# so Grad-CAM++ is the sum of the positive gradients, and what it lacks are the channels a
+# map should *subtract* (the other object, the background). At `layer4.1` the same steps
+# cost less (0.22, 0.19, 0.19, 0.20). At `conv1`, an output before a ReLU (so S can be
+# negative), |S g| is large (median 10.3) and near-zero denominators do occur, but
+# on 1.2% of the positive-gradient positions only, and nowhere else; clipping Grad-CAM's
+# weights costs nothing there (0.12), while Grad-CAM++ scores like ½ Σ relu(g) (both 0.05):
+# ignoring the negative gradients *inside* each channel is what costs. So near-zero
+# denominators are not why Grad-CAM++ scores low on this model; weights that cannot go
+# negative are. (16 images of one model: a mechanism shown, not an effect with intervals.)
+#
+# **Score-CAM.** Its weights are a softmax over the masked-image scores of the channels,
+# positive too. The cell scores Score-CAM with every channel on the same 16 images, then
+# changes one thing, the weighting: the softmax (Score-CAM), the scores shifted to start at
+# 0 (linear, still ≥ 0), and the scores minus their mean (signed). It also prints the
+# softmax's effective number of channels, 1 / Σ w², out of K.
+
+# %% slideshow={"slide_type": "subslide"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    print(f"{'layer':<10}{'K':>5}{'effective':>11}{'softmax':>9}{'linear':>8}{'signed':>8}"
+          f"{'Grad-CAM':>10}   energy, 16 images")
+    for la in ("layer3.1", "layer4.1"):
+        A, G = (t.float() for t in AG[la])
+        s, chans = cams.score_cam_scores(model, x16, A, t16)   # every channel, in order
+        soft = s.softmax(dim=1)
+        weightings = (soft, s - s.min(dim=1, keepdim=True).values, s - s.mean(dim=1, keepdim=True))
+        e = [energy_of(channel_sum(w, chans), m16) for w in weightings]
+        print(f"{la:<10}{A.shape[1]:>5}{(1 / soft.pow(2).sum(1)).mean():>11.1f}{e[0]:>9.2f}"
+              f"{e[1]:>8.2f}{e[2]:>8.2f}{energy_of(cams.raw_map('gradcam', A, G), m16):>10.2f}")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+# NBVAL_CHECK_OUTPUT
+recorded.check("04 score-cam weights", table.text, tol=0.02)   # the same on every CPU
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# At `layer3.1` the softmax is close to winner-take-all: 5.5 effective channels of 64. But
+# that is not why Score-CAM scores low here: linear weights, still non-negative, give about
+# the same energy (0.21 against 0.23), while signed weights (the scores minus their mean, so
+# that some channels are subtracted) raise it to 0.40, toward Grad-CAM's 0.54. As for
+# Grad-CAM++, what is missing is the channels a map should subtract. At `layer4.1` the
+# weightings differ little (0.19 to 0.21, Grad-CAM 0.22).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5 · Pixel attributions: SmoothGrad and Integrated Gradients
@@ -400,7 +507,12 @@ plt.show()
 # random: its map is the head's map. The gradient falls more slowly. Guided Backprop stays
 # highly correlated while only the top of the network (`fc`, `layer4`) is random, as Adebayo
 # et al. found: it reconstructs the image's edges more than it explains the decision. With
-# every layer random it decorrelates too, since its edges then come from random filters.
+# every layer random it decorrelates too, and there we **differ** from Adebayo et al., who
+# saw it stay similar to the end on photographs. We have not measured why. One possible
+# reason: our images are flat colours, so most pixels carry near-zero attribution, and the
+# rank order of those small values (which a Spearman correlation counts as much as the
+# edges) comes from the random filters. Notebook 05 reads the rule at the top of the
+# network, where the finding was made.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7 · Your turn: the explorer with every method

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 import torch
 
 from .evidence import FACTORS, Evidence, setting, setting_key
+from .faithfulness import MODES
+from .faithfulness_evidence import LAYER_GRIDS
 from .verdict import Claim, Effect, contrast, derived, effect, seed_bootstrap, seed_margin
 
 __all__ = ["HEADS", "HOOKS", "SKIP_DERIVATION", "STATEMENTS", "depth_effects", "purpose_table",
@@ -244,43 +246,52 @@ def purpose_table(ev: Evidence, layers=PURPOSE_LAYERS, n_boot: int = 1000,
 def faithfulness_table(fe, ev: Evidence, n_boot: int = 1000) -> str:
     """Deletion and insertion (faithfulness, ``fe``: a
     :class:`gradcam_edu.faithfulness_evidence.Faithfulness`) beside energy (localisation, from
-    ``ev``) on the same (image, class) pairs and seeds, per (layer, method): mean [95%
-    interval over seeds and images]; then the model-free references; then the layers best on
-    each column (within the column's seed margin of the best)."""
+    ``ev``, the mean) on the same (image, class) pairs and seeds, per (layer, method): mean
+    [95% interval over seeds and images], and the paired deletion difference from the random
+    map on the layer's own grid (negative: the map deletes better than blocks of noise of
+    that size); then the model-free references; then the maps whose deletion beats their
+    grid's random map beyond the seed margin, and the best mean of each column."""
     p = len(fe.image_index)
     if (tuple(fe.seeds) != tuple(ev.seeds) or not torch.equal(ev.image_index[:p], fe.image_index)
             or not torch.equal(ev.target_class[:p], fe.target_class)):
         raise ValueError("fe: its seeds and pairs must be ev's seeds and first pairs")
-    cols = {"deletion": "deletion (lower: better)", "insertion": "insertion (higher: better)",
-            "energy": "energy (higher: better)"}
-    lines = [(f"{'layer':<16}{'method':<13}" + "".join(f"{c:<28}" for c in cols.values())).rstrip()]
-    means: dict[str, dict[tuple[str, str], float]] = {c: {} for c in cols}
+    heads = ("deletion [95% CI]", "minus random, same grid", "insertion [95% CI]")
+    lines = [f"{'layer':<15}{'method':<9}{heads[0]:<23}{heads[1]:<25}{heads[2]:<23}energy"]
+    means: dict[str, dict[tuple[str, str], float]] = {c: {} for c in MODES + ("energy",)}
+    beats, margin = [], seed_margin(fe, "deletion")
 
-    def cell(scores: torch.Tensor, col: str, key: tuple[str, str]) -> str:
+    def cell(scores: torch.Tensor, width: int = 23, sign: str = "") -> tuple[float, str, float]:
         mean, low, high, _ = seed_bootstrap(scores, fe.image_index, n_boot)
-        means[col][key] = mean
-        return f"{mean:.3f} [{low:.3f}, {high:.3f}]".ljust(28)
+        return mean, f"{mean:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]".ljust(width), high
 
-    for key in (k.split("|") for k in fe.scores if not k.startswith("(reference)")):
-        la, m = key
-        energy = ev.get(setting(layer=la, method=m), "energy")[:, :p]
-        lines.append(f"{la:<16}{m:<13}" + (cell(fe.get(la, m, "deletion"), "deletion", (la, m))
-                     + cell(fe.get(la, m, "insertion"), "insertion", (la, m))
-                     + cell(energy, "energy", (la, m))).rstrip())
+    for la, m in (k.split("|") for k in fe.scores if not k.startswith("(reference)")):
+        g = LAYER_GRIDS[la]
+        noise = fe.get("(reference)", f"random {g}x{g}", "deletion")
+        (d, d_txt, _), (_, dd_txt, dd_high), (i, i_txt, _) = (
+            cell(fe.get(la, m, "deletion")), cell(fe.get(la, m, "deletion") - noise, 25, "+"),
+            cell(fe.get(la, m, "insertion")))
+        energy = float(ev.get(setting(layer=la, method=m), "energy")[:, :p].double().mean())
+        means["deletion"][(la, m)], means["insertion"][(la, m)] = d, i
+        means["energy"][(la, m)] = energy
+        if dd_high < -margin:
+            beats.append(f"{la} {m}")
+        lines.append(f"{la:<15}{m:<9}{d_txt}{dd_txt}{i_txt}{energy:.3f}")
     for name in fe.meta.get("references", []):
         energy = {"centre": ev.baselines.get("centre_energy")}.get(name)
         e = f"{float(energy[:p].mean()):.3f}" if energy is not None else "-"
-        lines.append(f"{'(reference)':<16}{name:<13}" + "".join(
-            f"{float(fe.get('(reference)', name, mode).double().mean()):.3f}".ljust(28)
-            for mode in ("deletion", "insertion")) + e)
-    lines.append(f"{p} pairs from {len(torch.unique(fe.image_index))} images x "
-                 f"{len(fe.seeds)} seeds, {fe.meta.get('steps')} steps; 95% intervals over "
-                 "seeds and images")
-    for col in cols:
-        margin = seed_margin(fe if col != "energy" else ev, col)
-        sign = -1.0 if col == "deletion" else 1.0
+        d, i = (f"{float(fe.get('(reference)', name, mode).double().mean()):.3f}"
+                for mode in MODES)
+        lines.append(f"{'(ref) ' + name:<24}{d:<23}{'':<25}{i:<23}{e}")
+    lines.append(f"deletion: lower is better; insertion: higher is better. {p} pairs from "
+                 f"{len(torch.unique(fe.image_index))} images x {len(fe.seeds)} seeds, "
+                 f"{fe.meta.get('steps')} steps; 95% intervals over seeds and images")
+    lines += textwrap.wrap(f"deletion beats the random map of its grid beyond the margin "
+                           f"{margin:g}: {', '.join(beats) or 'none'}", 100,
+                           subsequent_indent="    ")
+    for col, sign in (("deletion", -1.0), ("insertion", 1.0), ("energy", 1.0)):
+        m = seed_margin(fe if col != "energy" else ev, col)
         best = max(sign * v for v in means[col].values())
-        tops = [f"{la} {m}" for (la, m), v in means[col].items() if sign * v >= best - margin]
-        lines += textwrap.wrap(f"best on {col} (within its seed margin {margin:g}): "
+        tops = [f"{la} {me}" for (la, me), v in means[col].items() if sign * v >= best - m]
+        lines += textwrap.wrap(f"best mean {col} (within its seed margin {m:g}): "
                                f"{', '.join(tops)}", 100, subsequent_indent="    ")
     return "\n".join(lines)

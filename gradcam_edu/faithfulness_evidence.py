@@ -6,12 +6,15 @@ order, as the first pairs of :func:`gradcam_edu.evidence.load_evidence`).
 Deletion blacks out a map's most salient pixels first (lower area: the map found what the
 score depends on); insertion reveals them on a blurred image (higher: better). Both are
 scored by :func:`gradcam_edu.faithfulness_board.faithfulness_board`, with
-:data:`STEPS` steps. Three references are scored on the same pairs, with no model inside the
-map: ``random`` (uniform noise, seeded: the score of a map that knows nothing), ``centre``
-(:func:`gradcam_edu.metrics.centre_map`) and ``object mask`` (the true mask of the pair's
-object, blurred so that its interior ranks first). The mask is a reference, not a bound: the
-model may rely on pixels outside the object (its edges, the background next to it), so a map
-can beat it.
+:data:`STEPS` steps. References are scored on the same pairs, with no model inside the map:
+``random`` (uniform noise per pixel, seeded: the score of a map that knows nothing),
+``random RxR`` for each grid of :data:`LAYER_GRIDS` (noise on that grid, upsampled as a CAM
+is: a map that knows nothing but deletes pixels in blocks of that size, the fair reference
+for a layer on that grid), ``centre`` (:func:`gradcam_edu.metrics.centre_map`) and
+``object mask`` (the true mask of the pair's object, blurred so that its interior ranks
+first). The mask is a reference, not a bound: the model may rely on pixels outside the
+object (its edges, the background next to it), so a map can beat it. Blacking out pixels
+also takes an image away from what the model was trained on; deletion scores carry that.
 
 Scoring takes minutes, so it is done once and shipped:
 
@@ -30,6 +33,7 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 
 from . import weights
+from .cams import upsample
 from .evidence import SEEDS, model_name, read_checked, write_checked
 from .faithfulness import MODES, curve_auc, perturbation_curves
 from .faithfulness_board import faithfulness_board
@@ -43,7 +47,11 @@ __all__ = ["LAYERS", "METHODS", "N_IMAGES", "REFERENCES", "STEPS", "Faithfulness
 
 LAYERS = ("conv1", "layer1.1", "layer2.1", "layer3.1", "layer4.0", "layer4.1.conv2", "layer4.1")
 METHODS = ("gradcam", "hirescam", "layercam")
-REFERENCES = ("random", "centre", "object mask")
+LAYER_GRIDS = {"conv1": 112, "layer1.1": 56, "layer2.1": 28, "layer3.1": 14, "layer4.0": 7,
+               "layer4.1.conv2": 7, "layer4.1": 7}
+"""The grid (rows = columns) of each layer of :data:`LAYERS` for a 224 x 224 input."""
+REFERENCES = ("random", *(f"random {g}x{g}" for g in sorted(set(LAYER_GRIDS.values()))),
+              "centre", "object mask")
 N_IMAGES = 64
 STEPS = 16
 COMMAND = "python -m gradcam_edu.faithfulness_evidence"
@@ -76,14 +84,17 @@ class Faithfulness:
 def reference_maps(masks: Sequence[torch.Tensor], classes: Sequence[Sequence[int]],
                    seed: int = 0) -> dict[str, torch.Tensor]:
     """The model-free maps ``{name: (P, H, W)}`` of :data:`REFERENCES`, one per (image, class)
-    pair in scoreboard order (image order, then object order)."""
+    pair in scoreboard order (image order, then object order); the random ones drawn from
+    ``seed`` (the per-pixel noise first, then each grid's, smallest grid first)."""
     pair_masks = torch.stack([m[k].float() for m, c in zip(masks, classes, strict=True)
                               for k in range(len(c))])
     p, h, w = pair_masks.shape
     gen = torch.Generator().manual_seed(seed)
     k = min(31, 2 * ((min(h, w) - 1) // 2) + 1)       # sigma 6 px, kernel inside the image
-    return {"random": torch.rand(p, h, w, generator=gen),
-            "centre": centre_map(h, w).expand(p, h, w).clone(),
+    out = {"random": torch.rand(p, h, w, generator=gen)}
+    for g in sorted(set(LAYER_GRIDS.values())):
+        out[f"random {g}x{g}"] = upsample(torch.rand(p, g, g, generator=gen), (h, w))
+    return {**out, "centre": centre_map(h, w).expand(p, h, w).clone(),
             "object mask": gaussian_blur(pair_masks[:, None], [k, k], [6.0])[:, 0]
             + 1e-3 * centre_map(h, w)}       # the interior first; ties toward the centre
 

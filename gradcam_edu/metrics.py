@@ -382,13 +382,16 @@ def gini(maps: torch.Tensor) -> torch.Tensor:
     coefficient of each map's non-negative pixel values ``x``, sorted ascending,
     ``G = sum_i (2i - n - 1) x_(i) / (n sum_i x_i)`` (i = 1 .. n): 0 for a flat map,
     ``(n - 1) / n`` when one pixel holds all the mass; unchanged by scaling and by moving
-    pixels. Negative values count as 0; an all-zero map has no mass to spread: NaN."""
+    pixels. Negative values count as 0. An all-zero map (a blank display: every value
+    clipped by the ReLU) scores 0, as a flat map does: it is the limit of a flat map whose
+    value goes to 0, and it shows nothing, so it must not be left out as undefined (a method
+    whose maps are often blank would otherwise be judged on its non-blank maps only)."""
     x = _clarity_values(maps).sort(dim=1).values
     n = x.shape[1]
     rank = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)
     total = x.sum(dim=1)
     g = ((2 * rank - n - 1) * x).sum(dim=1) / (n * total.clamp(min=1e-300))
-    return torch.where(total > 0, g, torch.full_like(g, math.nan)).float()
+    return torch.where(total > 0, g, torch.zeros_like(g)).float()
 
 
 def map_entropy(maps: torch.Tensor) -> torch.Tensor:

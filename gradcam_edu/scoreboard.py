@@ -53,7 +53,7 @@ METRICS = ("pointing", "pointing_tol", "energy", "target_share", "clarity")
 """Per-pair scores in [0, 1]: strict pointing hit, hit within the tolerance, energy share, on
 2-object images the class discrimination (mass on the target / on both objects; NaN for
 pairs from 1-object images), and the clarity (concentration) of the displayed map: its Gini
-coefficient (:func:`gradcam_edu.metrics.gini`; NaN for an all-zero map)."""
+coefficient (:func:`gradcam_edu.metrics.gini`; 0 for a blank, all-zero map)."""
 BASELINE = "(baseline)"
 
 

@@ -101,12 +101,19 @@ def test_round_trip_tamper_and_bad_keys(tmp_path):
 
 
 def _pair(values_a, values_b, energy_a, energy_b):
-    """Two layers' scores on 4 pairs from 2 images x 2 seeds."""
+    """Two layers' scores on 4 pairs from 2 images x 2 seeds, and the random maps of their
+    grids (conv1: 112 x 112, deletion 0.5; layer4.1: 7 x 7, deletion 0.25)."""
     index, cls = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 2])
-    fe = Faithfulness({f"{la}|gradcam": {"deletion": torch.tensor(d).expand(2, 4).clone(),
-                                         "insertion": torch.tensor(i).expand(2, 4).clone()}
-                       for la, (d, i) in (("conv1", values_a), ("layer4.1", values_b))},
-                      index, cls, (0, 1), {"steps": 4, "references": []})
+
+    def const(d, i):
+        return {"deletion": torch.tensor(d).expand(2, 4).clone(),
+                "insertion": torch.tensor(i).expand(2, 4).clone()}
+
+    scores = {f"{la}|gradcam": const(*v) for la, v in (("conv1", values_a),
+                                                       ("layer4.1", values_b))}
+    scores["(reference)|random 112x112"] = const(0.5, 0.9)
+    scores["(reference)|random 7x7"] = const(0.25, 0.9)
+    fe = Faithfulness(scores, index, cls, (0, 1), {"steps": 4, "references": []})
     ev = Evidence({setting_key(setting(layer=la)): {"energy": torch.tensor(e).expand(2, 4)
                                                     .clone()}
                    for la, e in (("conv1", energy_a), ("layer4.1", energy_b))},
@@ -115,15 +122,19 @@ def _pair(values_a, values_b, energy_a, energy_b):
 
 
 def test_faithfulness_table_by_hand():
-    # conv1: deletion 0.4, insertion 0.3, energy 0.1; layer4.1: 0.2, 0.6, 0.3 on every pair
+    # conv1: deletion 0.4 (its grid's noise 0.5), insertion 0.3, energy 0.1;
+    # layer4.1: deletion 0.2 (noise 0.25), insertion 0.6, energy 0.3, on every pair
     fe, ev = _pair((0.4, 0.3), (0.2, 0.6), 0.1, 0.3)
-    text = faithfulness_table(fe, ev, n_boot=50)
-    assert "conv1           gradcam      0.400 [0.400, 0.400]" in text
-    assert ("layer4.1        gradcam      0.200 [0.200, 0.200]        0.600 [0.600, 0.600]"
-            "        0.300 [0.300, 0.300]") in text.splitlines()
-    assert "best on deletion (within its seed margin 0): layer4.1 gradcam" in text   # lower
-    assert "best on insertion (within its seed margin 0): layer4.1 gradcam" in text
-    assert "best on energy (within its seed margin 0): layer4.1 gradcam" in text
+    lines = faithfulness_table(fe, ev, n_boot=50).splitlines()
+    assert lines[1] == ("conv1          gradcam  0.400 [0.400, 0.400]   -0.100 [-0.100, -0.100]"
+                        "  0.300 [0.300, 0.300]   0.100")
+    assert lines[2].startswith("layer4.1       gradcam  0.200 [0.200, 0.200]   -0.050 [-0.050,")
+    text = "\n".join(lines)
+    assert ("deletion beats the random map of its grid beyond the margin 0: conv1 gradcam, "
+            "layer4.1 gradcam") in text
+    assert "best mean deletion (within its seed margin 0): layer4.1 gradcam" in text   # lower
+    assert "best mean insertion (within its seed margin 0): layer4.1 gradcam" in text
+    assert "best mean energy (within its seed margin 0): layer4.1 gradcam" in text
 
 
 def test_faithfulness_table_refuses_other_pairs():

@@ -341,7 +341,7 @@ plt.show()
 # square's outline; in the figure of section 3 it traces the clutter and the cross just as
 # well. Fine-grained, but the detail comes from the image's edges, not from class evidence
 # (and fine-grained is not concentrated: notebook 05's Gini puts `conv1`'s maps below the
-# deep layers').
+# block outputs of the deeper stages).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6 · The scoreboard: every layer, three methods, 100 images

@@ -94,6 +94,8 @@ lint: $(STAMP_TEST)
 bench: $(STAMP_TEST)
 	$(BIN)/python benchmarks/bench_capture.py
 	$(BIN)/python benchmarks/bench_scoreboard.py
+	$(BIN)/python benchmarks/bench_faithfulness.py
+	$(BIN)/python benchmarks/bench_scorecam.py
 	$(BIN)/python benchmarks/bench_explorer.py --kernel
 
 clean-venv:

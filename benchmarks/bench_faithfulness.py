@@ -40,6 +40,7 @@ import time
 
 import numpy as np
 import torch
+from bench_scoreboard import LAYERS as SCOREBOARD_LAYERS
 from pytorch_grad_cam.metrics.perturbation_confidence import (
     PerturbationConfidenceMetric,
     RemoveLeastRelevantFirst,
@@ -58,14 +59,7 @@ from gradcam_edu.faithfulness import (
 from gradcam_edu.faithfulness_board import faithfulness_board
 from gradcam_edu.shapes import shapes_sample
 
-BOARD_LAYERS = [
-    "conv1", "maxpool",
-    "layer1.0", "layer1.1.conv2", "layer1.1",
-    "layer2.0.conv2", "layer2.0", "layer2.1.conv2", "layer2.1",
-    "layer3.0.conv2", "layer3.0", "layer3.1.conv1", "layer3.1.conv2", "layer3.1",
-    "layer4.0.conv1", "layer4.0.conv2", "layer4.0", "layer4.1.conv1", "layer4.1.conv2",
-    "layer4.1",
-]          # benchmarks/bench_scoreboard.py's 20 layers
+BOARD_LAYERS = SCOREBOARD_LAYERS   # the scoreboard benchmark's 20 layers
 METHODS = ["gradcam", "hirescam", "layercam"]
 STEPS = 32
 BUDGET_S = 600.0

@@ -44,12 +44,12 @@ import argparse
 import contextlib
 import functools
 import statistics
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
+from bench_capture import timed  # the same clock as the capture benchmark
 
 from gradcam_edu import cams, weights
 from gradcam_edu.capture import capture
@@ -146,21 +146,6 @@ def agreement(model, x, layer, classes, batch_size) -> str:
 
 
 # ---------------------------------------------------------------------------------- timing
-def timed(fn, device) -> float:
-    """Seconds of ``fn``: on the CPU the process's CPU time (``time.process_time``), which the
-    time the scheduler gives other jobs on shared cores does not inflate; on a GPU wall time
-    between synchronisations."""
-    if device.type != "cuda":
-        t0 = time.process_time()
-        fn()
-        return time.process_time() - t0
-    torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    fn()
-    torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
-
-
 def setup(name: str, n: int, size: int, device):
     if name == "shapes":
         model = weights.load_model("resnet18-shapes")

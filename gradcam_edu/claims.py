@@ -31,6 +31,7 @@ import torch
 from .evidence import FACTORS, Evidence, setting, setting_key
 from .faithfulness import MODES
 from .faithfulness_evidence import LAYER_GRIDS
+from .faithfulness_evidence import LAYERS as FAITHFULNESS_LAYERS
 from .verdict import Claim, Effect, contrast, derived, effect, seed_bootstrap, seed_margin
 
 __all__ = ["HEADS", "HOOKS", "SKIP_DERIVATION", "STATEMENTS", "depth_effects", "purpose_table",
@@ -201,8 +202,7 @@ def measure_claims(ev: Evidence, metric: str = "energy", margin: float | None = 
     return [a, a2, a3, b, c]
 
 
-PURPOSE_LAYERS = ("conv1", "layer1.1", "layer2.1", "layer3.1", "layer4.0", "layer4.1.conv2",
-                  "layer4.1")
+PURPOSE_LAYERS = FAITHFULNESS_LAYERS   # the faithfulness evidence is scored at these layers
 PURPOSE_METRICS = {"energy": "localisation", "clarity": "clarity",
                    "target_share": "class discrimination"}
 

@@ -59,7 +59,7 @@ from gradcam_edu.claims import (
 )
 from gradcam_edu.literature import format_literature, literature_table
 from gradcam_edu.evidence import load_evidence, setting
-from gradcam_edu.faithfulness_evidence import load_faithfulness
+from gradcam_edu.faithfulness_evidence import LAYER_GRIDS, load_faithfulness
 from gradcam_edu.verdict import effect, format_claims, format_effects, seed_margin
 
 torch.manual_seed(0)
@@ -490,10 +490,9 @@ with recorded.tee() as table:   # prints, and keeps the text for the check below
     _, ev_masks, ev_classes = shapes_sample(ev.meta["n_images"], split="test")
     pair_masks = torch.stack([m[k] for m, c in zip(ev_masks, ev_classes, strict=True)
                               for k in range(len(c))])
-    GRIDS = {"conv1": 112, "layer1.1": 56, "layer2.1": 28, "layer3.1": 14}
     ceilings = {}
     for la in PURPOSE_LAYERS:
-        g = GRIDS.get(la, 7)
+        g = LAYER_GRIDS[la]
         ceilings[la] = (f"{g}x{g}", float(metrics.energy_ceiling(pair_masks, g).mean()))
     print(purpose_table(ev, ceilings=ceilings))
 

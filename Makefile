@@ -28,15 +28,16 @@ $(STAMP_DEV): $(STAMP_TEST)
 	$(PIP) -e '.[test,dev]'
 	touch $@
 
-# The file browser shows the course only: the build inputs (src/, sanitize.cfg) are hidden.
-LAB_HIDE := $(foreach g,src sanitize.cfg __pycache__ *.pyc .ipynb_checkpoints,--ContentsManager.hide_globs='$(g)')
+# notebooks/ holds the course only (its build inputs live in tools/notebooks); the file browser
+# also hides Python caches and Jupyter's checkpoints.
+LAB_HIDE := $(foreach g,__pycache__ *.pyc .ipynb_checkpoints,--ContentsManager.hide_globs='$(g)')
 
 lab: $(STAMP_RUN)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ROOT) $(LAB_HIDE) $(LAB_ARGS)
 
 # nbval runs twice: with this CPU's own SIMD kernels and with torch's portable ones
 # (ATEN_CPU_CAPABILITY=default), so checked outputs that hold on one CPU only fail here.
-NBVAL := $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
+NBVAL := $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tools/nbval_sanitize.cfg \
 	-p no:cacheprovider
 PORTABLE_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
 
@@ -50,8 +51,8 @@ ifneq ($(NOTEBOOKS),)
 	$(PORTABLE_KERNELS) $(NBVAL) $(NOTEBOOKS) $(PYTEST_ARGS)
 endif
 
-# Rebuild and execute the notebooks from notebooks/src (NB=01 for one of them; RECORD=1 also
-# rewrites notebooks/src/recorded.json, the tables the checked cells compare with; PROSE=1
+# Rebuild and execute the notebooks from tools/notebooks (NB=01 for one of them; RECORD=1 also
+# rewrites tools/notebooks/recorded.json, the tables the checked cells compare with; PROSE=1
 # copies changed markdown into the executed notebooks without running them).
 notebooks: $(STAMP_DEV)
 	$(BIN)/python tools/build_notebooks.py $(NB) $(if $(RECORD),--record,) $(if $(PROSE),--prose,)

@@ -18,7 +18,7 @@ every word (layer names, verdicts, headers) is the same. When the science change
 flips, a layer's score moves by more than ``tol``) the line says ``False`` and lists the
 differences, and nbval fails. Integers (counts, grid sizes) must match exactly.
 
-The record is ``notebooks/src/recorded.json``; ``python tools/build_notebooks.py --record``
+The record is ``tools/notebooks/recorded.json``; ``python tools/build_notebooks.py --record``
 rewrites it from a run (a deliberate act, like committing new outputs).
 """
 
@@ -34,7 +34,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-RECORD = Path(__file__).resolve().parent.parent / "notebooks" / "src" / "recorded.json"
+RECORD = Path(__file__).resolve().parent.parent / "tools" / "notebooks" / "recorded.json"
 RECORD_ENV = "GRADCAM_EDU_RECORD"
 _NUMBER = re.compile(r"[-+]?\d+\.\d+|[-+]?\d+")
 

@@ -275,9 +275,6 @@ def lab(tmp_path_factory):
     root.mkdir()
     for nb in NOTEBOOKS:
         shutil.copy2(nb, root / nb.name)
-    for extra in ("sanitize.cfg",):  # files the notebooks may read next to themselves
-        if (ROOT / "notebooks" / extra).exists():
-            shutil.copy2(ROOT / "notebooks" / extra, root / extra)
     write_explorer_notebook(root / EXPLORER_NB)
     server = Lab(root, base)
     try:

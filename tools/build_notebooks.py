@@ -1,13 +1,13 @@
 """Build the course notebooks from their sources and execute them, outputs included.
 
-    python tools/build_notebooks.py                 # every notebooks/src/*.py
+    python tools/build_notebooks.py                 # every tools/notebooks/*.py
     python tools/build_notebooks.py 01 03           # the sources whose name starts so
-    python tools/build_notebooks.py --record        # and rewrite notebooks/src/recorded.json
+    python tools/build_notebooks.py --record        # and rewrite tools/notebooks/recorded.json
     python tools/build_notebooks.py --prose 05      # copy changed markdown only, no kernel
 
 ``--record`` makes every ``recorded.check`` cell take the table it measures as the new record
 (see :mod:`gradcam_edu.recorded`): do it when the science changed on purpose, and read the
-diff of ``notebooks/src/recorded.json`` before committing it.
+diff of ``tools/notebooks/recorded.json`` before committing it.
 
 Sources are jupytext "percent" scripts (easy to diff and review); the executed .ipynb files
 in notebooks/ are what learners open and what nbval checks. Prints each notebook's time.
@@ -25,7 +25,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "notebooks" / "src"
+SRC = ROOT / "tools" / "notebooks"
 OUT = ROOT / "notebooks"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_TEXT = "(the live explorer: run this cell in JupyterLab to open it)"

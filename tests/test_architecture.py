@@ -29,6 +29,8 @@ LAYERS = {
     "interface": ["cli_parser", "cli", "__main__", "__init__", "recorded", "exercises"],
 }
 LAYERS["evaluation"] += ["faithfulness_board", "faithfulness_evidence"]   # del. / ins.
+LAYERS["display"] += ["diagram"]          # the BasicBlock drawing
+LAYERS["interface"] += ["claim_lab", "post"]   # the claim lab; the post's code, as written
 RANK = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 80

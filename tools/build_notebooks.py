@@ -29,6 +29,10 @@ SRC = ROOT / "tools" / "notebooks"
 OUT = ROOT / "notebooks"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_TEXT = "(the live explorer: run this cell in JupyterLab to open it)"
+HIDDEN_OUTPUTS = {"solution"}
+"""Tags of cells that run (nbval checks they still work) but are committed without outputs
+and unexecuted: a solution's "Correct! ..." must not give the answer away before the learner
+has tried."""
 
 
 def build(source: Path, timeout: int = 600) -> float:
@@ -43,6 +47,9 @@ def build(source: Path, timeout: int = 600) -> float:
     for i, cell in enumerate(nb.cells):  # stable ids, no timing metadata: clean diffs
         cell.id = f"cell-{i:03d}"
         cell.metadata.pop("execution", None)
+        if HIDDEN_OUTPUTS & set(cell.metadata.get("tags", [])):
+            cell.outputs, cell.execution_count = [], None
+            continue
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             if WIDGET_MIME in data:  # shown where the saved widget state cannot be

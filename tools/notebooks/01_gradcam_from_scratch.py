@@ -36,6 +36,8 @@ import torch.nn.functional as F
 
 from gradcam_edu import cams, metrics, recorded, viz, weights
 from gradcam_edu.capture import capture
+from gradcam_edu.exercises.measure import check_wrong_object_rate
+from gradcam_edu.exercises.predict import gradient_weights_question, reveal
 from gradcam_edu.scoreboard import scoreboard
 from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
 
@@ -107,7 +109,7 @@ print("LAYER =", LAYER)
 # ## 2 · The obvious code fails
 #
 # Grad-CAM needs two things from a layer: its output **A** (the activations) and the gradient
-# **G** = d score / d A of the class score. A first attempt, which the source post also makes,
+# **G** $= \partial y^c / \partial A$ of the class score $y^c$. A first attempt, which the source post also makes,
 # is to run the backward pass and read the layer's `.grad`:
 
 # %% tags=["raises-exception"] slideshow={"slide_type": "subslide"}
@@ -123,7 +125,7 @@ layer.grad    # an nn.Module has no .grad: AttributeError
 # the forward ran and was not kept. (A convolution's `conv.weight.grad` exists, but it is the
 # gradient with respect to the layer's *parameters*, not its output.) To keep A we must be called *during*
 # the forward: that is what a **forward hook** is for. To get G, we put a **tensor hook** on
-# A, which autograd calls with d score / d A during the backward.
+# A, which autograd calls with $\partial y^c / \partial A$ during the backward.
 
 # %% slideshow={"slide_type": "subslide"}
 model.zero_grad(set_to_none=True)   # undo the parameter gradients the failed attempt wrote
@@ -163,10 +165,16 @@ print("hooks left on the model:", sum(len(m._forward_hooks) for m in model.modul
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3 · The formula, step by step
 #
-# With A and G of shape (N, C, h, w), Grad-CAM (Selvaraju et al., 2017) is
+# With $A$ and $G$ of shape (N, C, h, w), Grad-CAM (Selvaraju et al., 2017) for class $c$ is
 #
-# 1. **alpha** = the mean of each channel's gradient over the h x w positions, shape (N, C);
-# 2. the **weighted sum** of the channels, sum_k alpha_k A_k, shape (N, h, w), signed;
+# $$\alpha^c_k = \frac{1}{hw}\sum_{i,j} \frac{\partial y^c}{\partial A_k(i,j)}, \qquad
+# L^c = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A_k\Big),$$
+#
+# then normalised and upsampled. Step by step:
+#
+# 1. **alpha** $\alpha_k$ = the mean of each channel's gradient over the $h \times w$
+#    positions, shape (N, C);
+# 2. the **weighted sum** of the channels, $\sum_k \alpha_k A_k$, shape (N, h, w), signed;
 # 3. **ReLU**: keep only what speaks *for* the class;
 # 4. **normalise** each map to [0, 1] (a small epsilon, so an all-zero map stays zero);
 # 5. **upsample** to the image size (bilinear).
@@ -190,8 +198,8 @@ print("max |by hand - cams.finalize(cams.grad_cam(A, G))| < 1e-6:", diff < 1e-6)
 # %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), layout="constrained")
 axes[0].imshow(viz.to_numpy_image(x))
-viz.show_raw_map(axes[1], weighted[0], colorbar={"shrink": 0.85, "label": "sum_k alpha_k A_k"})
-im2 = axes[2].imshow(scaled[0], cmap="jet", vmin=0, vmax=1)
+viz.show_raw_map(axes[1], weighted[0], colorbar={"shrink": 0.85, "label": r"$\sum_k \alpha_k A_k$"})
+im2 = axes[2].imshow(scaled[0], cmap=viz.HEAT_CMAP, vmin=0, vmax=1)
 axes[3].imshow(viz.overlay(x[0], heat[0]))
 for ax in axes[2:]:
     fig.colorbar(im2, ax=ax, shrink=0.85, label="map value")
@@ -259,7 +267,7 @@ for ax, c in zip(axes[1:], (ca, cb), strict=True):
     ax.set_title(f"Grad-CAM for '{CLASS_NAMES[c]}' (target share {shares[c]:.2f})")
 for ax in axes:
     ax.set_xlabel("x (pixels)"), ax.set_ylabel("y (pixels)")
-fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.tolist(), shrink=0.8, label="map value")
+fig.colorbar(plt.cm.ScalarMappable(cmap=viz.HEAT_CMAP), ax=axes.tolist(), shrink=0.8, label="map value")
 fig.suptitle(f"One image, two classes: {LAYER}")
 plt.show()
 
@@ -270,29 +278,42 @@ plt.show()
 # square and 0.00 on the cross; the map for "cross" 0.15 on the cross and 0.00 on the square:
 # target share 1.00 both ways. Most of the mass lies *around* the objects: a 14 x 14 map
 # cannot follow a shape's edges (section 5 measures that limit). Read the numbers, not only
-# the colours: a jet colour map makes any bump look important.
+# the colours. The maps are drawn with `inferno` (`viz.HEAT_CMAP`), a perceptually uniform
+# colour map: its brightness rises steadily with the value, so equal steps of the map look
+# like equal steps. The `jet` map that most Grad-CAM code uses (the post too) has bright
+# yellow and cyan bands that draw edges the data does not have, and makes any bump look
+# important.
+#
+# **Predict, then check.** Grad-CAM weights each channel by its mean gradient. Is that
+# weighting what puts the map on the object? Set `my_prediction` to one of the options the
+# cell prints, then run it again: only then does it measure, on the 48 images.
+
+# %% slideshow={"slide_type": "fragment"}
+my_prediction = None      # your prediction: "higher", "about the same" or "lower"
+reveal(my_prediction, gradient_weights_question(model, images, masks, classes, LAYER))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5 · Layer by layer through the plain CNN
 #
-# Nothing forces us to use the last layer. Below, the same image and both classes, at every
-# ReLU of the network. The grid of each layer (printed in section 1) sets how fine its map
+# Nothing forces us to use the last layer. Below, the same image and both classes, at the
+# last ReLU of each of the four blocks (the table after it measures every ReLU). The grid of each layer (printed in section 1) sets how fine its map
 # can be.
 
 # %% slideshow={"slide_type": "subslide"}
 grid_maps = {}
-with capture(model, PLAIN_LAYERS) as cap:
+block_ends = list({n.rsplit(".", 1)[0]: n for n in PLAIN_LAYERS}.values())   # one per block
+with capture(model, block_ends) as cap:
     cap.forward(x2)
     for c in (ca, cb):
         cap.backward(target=c)
-        for name in PLAIN_LAYERS:
+        for name in block_ends:
             A_l = cap.activations[name].detach()
             column = f"{name.removeprefix('features.')}\n{A_l.shape[-1]}x{A_l.shape[-1]}"
             grid_maps.setdefault(f"class: {CLASS_NAMES[c]}", {})[column] = cams.finalize(
                 cams.grad_cam(A_l, cap.gradients[name]), size=(224, 224))[0]
-fig = viz.plot_grid(x2[0], grid_maps, cell_size=2.1)
-fig.suptitle(f"Grad-CAM on test image {pick}, per layer (columns) and class (rows), plain CNN",
-             y=1.08)
+fig = viz.plot_grid(x2[0], grid_maps, cell_size=2.6)
+fig.suptitle(f"Grad-CAM on test image {pick}, per block (columns) and class (rows), plain CNN",
+             y=1.06)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -357,12 +378,12 @@ for ax, g in zip(axes[1:], (56, 28, 14, 7), strict=True):
     ref_map = metrics.mask_pooled_maps(sample_mask, g)[0]
     energy = metrics.energy_pointing_game(ref_map[None], sample_mask).item()
     best = metrics.energy_ceiling(sample_mask, g).item()
-    ax.imshow(ref_map, cmap="jet", vmin=0, vmax=1)
+    ax.imshow(ref_map, cmap=viz.HEAT_CMAP, vmin=0, vmax=1)
     ax.set_title(f"{g}x{g}: pooled mask {energy:.2f}\nbest one-cell map {best:.2f}",
                  fontsize=9)
 for ax in axes:
     ax.set_xlabel("x (pixels)"), ax.set_ylabel("y (pixels)")
-fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.tolist(), shrink=0.8, label="map value")
+fig.colorbar(plt.cm.ScalarMappable(cmap=viz.HEAT_CMAP), ax=axes.tolist(), shrink=0.8, label="map value")
 fig.suptitle(f"The '{CLASS_NAMES[ca]}' mask pooled to a grid and upsampled like a CAM (the "
              "reference), and the energy of the best one-cell map (the ceiling)")
 plt.show()
@@ -397,9 +418,9 @@ ex
 # ## Summary
 #
 # * An `nn.Module` has no `.grad`: a layer's output and its gradient exist only during the
-#   passes. A forward hook keeps the output; a tensor hook on it receives d score / d A.
+#   passes. A forward hook keeps the output; a tensor hook on it receives $\partial y^c/\partial A$.
 #   Remove hooks in `finally` (or use `capture`, which does).
-# * Grad-CAM = ReLU(sum_k mean(G_k) A_k), normalised and upsampled. Five lines of tensor code,
+# * Grad-CAM $= \mathrm{ReLU}(\sum_k \bar G_k A_k)$, normalised and upsampled. Five lines of tensor code,
 #   equal to `cams.finalize(cams.grad_cam(A, G))`.
 # * Class discrimination is measurable: the target share on two-object images.
 # * Every layer's score must be read against its **ceiling** (the best any map on its grid
@@ -412,8 +433,9 @@ ex
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# Each checker comes from `gradcam_edu.exercises.nb01` and says what is wrong when an answer is
-# not right. Solutions are in the collapsed cells.
+# Each checker comes from `gradcam_edu.exercises` and says what is wrong when an answer is
+# not right. Solutions are in the collapsed cells (click the three dots to open one): try
+# first, they are not executed in the committed notebook.
 #
 # **Exercise 1 · The channel weights.** From the `G` captured above, compute Grad-CAM's
 # channel weights `alpha_1` (one per image and channel).
@@ -490,3 +512,23 @@ def record(model, layer_name, x, target):
     return store["A"].detach(), store["G"]
 
 check_bare_hooks(record, model, images[:2], target=classes[0][0], layer=LAYER)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 · A new measurement: the wrong object.** No cell above prints this. Over the
+# two-object images among the 48, how often does the Grad-CAM map at `PLAIN_LAYERS[2]`
+# (block 2) for the image's **first** class have its maximum on the **other** object? Give
+# the share (0 to 1). Hint: `cams.explain` for the maps, `metrics.pointing_game(maps,
+# other_masks)` for "is the maximum on this mask?"; `masks[i][1]` is the second object's mask.
+# Then predict the share at `LAYER`, and measure it too.
+
+# %% slideshow={"slide_type": "fragment"}
+two = [i for i in range(len(classes)) if len(classes[i]) == 2]
+wrong_share = 0.5         # replace with your measurement
+check_wrong_object_rate(wrong_share, model, images, masks, classes, PLAIN_LAYERS[2])
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+two = [i for i in range(len(classes)) if len(classes[i]) == 2]
+block2 = cams.explain(model, images[two], [PLAIN_LAYERS[2]], [classes[i][0] for i in two])
+other_masks = torch.stack([masks[i][1] for i in two])
+wrong_share = metrics.pointing_game(block2[PLAIN_LAYERS[2]]["gradcam"], other_masks).float().mean()
+check_wrong_object_rate(wrong_share, model, images, masks, classes, PLAIN_LAYERS[2])

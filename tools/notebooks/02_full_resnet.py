@@ -37,6 +37,9 @@ import torch
 
 from gradcam_edu import cams, gradflow, recorded, viz, weights
 from gradcam_edu.capture import capture
+from gradcam_edu.diagram import basic_block_diagram
+from gradcam_edu.exercises.measure import check_target_shares
+from gradcam_edu.exercises.predict import conv2_question, reveal
 from gradcam_edu.scoreboard import scoreboard
 from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
 
@@ -82,7 +85,13 @@ print(model.layer4[1])
 # ```
 #
 # Two consequences for hooks: a hook on `relu` fires **twice** per forward, and the tensors
-# that `bn1` and `bn2` return are **overwritten** later in the same forward.
+# that `bn1` and `bn2` return are **overwritten** later in the same forward. The drawing below
+# names every point `capture` can hook (`pre_relu`, the sum before the last ReLU, exists on
+# the models of `variants.with_sum_points`) and the two ways the gradient goes back.
+
+# %% slideshow={"slide_type": "subslide"}
+fig = basic_block_diagram("layer4.1")
+plt.show()
 
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT
@@ -194,7 +203,7 @@ plt.show()
 # ## 4 · Where does the gradient go?
 #
 # The post says gradients inside a block are "diluted" because they also flow through the
-# skip. Follow the gradient backwards through `layer4.1`: d score / d(block output) passes
+# skip. Follow the gradient backwards through `layer4.1`: $\partial y^c / \partial\,\mathrm{out}$ passes
 # the final ReLU, then reaches `out += identity`, where it is **copied** to both summands.
 # One copy goes into the branch (`bn2`, `conv2`, ...); the other goes through the skip to the
 # block's **input**. Nothing from the skip enters `conv2`'s output: from there, there is
@@ -254,8 +263,11 @@ recorded.check("02 gradient flow", table.text, tol=0.01)   # the same on every C
 # ### At `layer4`, Grad-CAM = HiResCAM = CAM
 #
 # After `layer4` come a global average pool over 7 x 7 = 49 cells and one linear layer. So
-# d score_c / d A_k(i, j) = W_ck / 49 at **every** position: the gradient is constant over
-# space, and Grad-CAM's averaging changes nothing. Grad-CAM = HiResCAM = CAM / 49.
+# $\partial y^c / \partial A_k(i, j) = W_{ck} / 49$ at **every** position: the gradient is
+# constant over space, and Grad-CAM's averaging changes nothing:
+#
+# $$\text{Grad-CAM} = \sum_k \frac{W_{ck}}{49} A_k = \frac{\text{CAM}}{49} = \sum_k G_k \odot A_k
+# = \text{HiResCAM}.$$
 
 # %% slideshow={"slide_type": "subslide"}
 with recorded.tee() as table:   # prints, and keeps the text for the check below
@@ -342,6 +354,16 @@ plt.show()
 # well. Fine-grained, but the detail comes from the image's edges, not from class evidence
 # (and fine-grained is not concentrated: notebook 05's Gini puts `conv1`'s maps below the
 # block outputs of the deeper stages).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Predict, then check.** The post's example 1 hooks `layer4.1.conv2`, inside the last
+# block. With the trained head, will its map put more, as much, or less of its mass on the
+# object than the block's output? Commit to an answer (set `my_prediction`), then run the
+# cell: it measures on the shipped evidence (3 trained models, 128 held-out images).
+
+# %% slideshow={"slide_type": "fragment"}
+my_prediction = None      # your prediction: "higher", "about the same" or "lower"
+reveal(my_prediction, conv2_question())
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6 · The scoreboard: every layer, three methods, 100 images
@@ -480,7 +502,8 @@ ex
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# Checkers from `gradcam_edu.exercises.nb02`; solutions in the collapsed cells.
+# Checkers come from `gradcam_edu.exercises`. The solutions are in the collapsed cells
+# (click the three dots to open one); they are not executed in the committed notebook: try first.
 #
 # **Exercise 1 · Naming the call.** Which capture name gives the same tensor as the output of
 # block `layer4.1`?
@@ -533,3 +556,23 @@ check_comparison("?", board, a, b, metric="energy")     # replace "?" with your 
 r = board.compare(a, b, metric="energy")
 answer = "higher" if r["low"] > 0 else "lower" if r["high"] < 0 else "no evidence"
 check_comparison(answer, board, a, b, metric="energy")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 5 · A new measurement: class discrimination of one image.** For test image
+# `pick` of section 3 (`x1`, its classes `ca` and `cb`, its masks `masks[pick]`), measure the
+# target share of Grad-CAM for class `ca` at `layer3` and at `layer4`: the share of the map's
+# mass on both objects that lies on `ca`'s object. Return a dict `{"layer3": ..., "layer4":
+# ...}`. Hint: `cams.explain` and `metrics.target_share(maps, target_mask, other_mask)`, masks
+# of shape (1, 224, 224). Before you run it: which layer will be more about `ca`?
+
+# %% slideshow={"slide_type": "fragment"}
+shares = {"layer3": 0.5, "layer4": 0.5}      # replace with your measurement
+check_target_shares(shares, model, x1, masks[pick], ca)
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+from gradcam_edu import metrics
+
+two_maps = cams.explain(model, x1, ["layer3", "layer4"], ca)
+shares = {la: metrics.target_share(two_maps[la]["gradcam"], masks[pick][:1],
+                                   masks[pick][1:]).item() for la in ("layer3", "layer4")}
+check_target_shares(shares, model, x1, masks[pick], ca)

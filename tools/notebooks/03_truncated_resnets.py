@@ -36,6 +36,8 @@ import torch
 
 from gradcam_edu import cams, recorded, viz, weights
 from gradcam_edu.capture import capture
+from gradcam_edu.exercises.measure import check_agreement
+from gradcam_edu.exercises.predict import probe_question, reveal
 from gradcam_edu.scoreboard import scoreboard
 from gradcam_edu.probes import STANDARD_CUTS, load_truncated, probe_name, variant_accuracy
 from gradcam_edu.shapes import CLASS_NAMES, first_images, shapes_sample
@@ -162,6 +164,16 @@ recorded.check("03 variant accuracy", table.text, tol=0.005)   # the same on eve
 # accuracy even with a probe: 0.970 after `layer3.1`, 0.740 after `layer3.0`, 0.253 after
 # `layer2.1`.
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Predict, then check.** The probe classifies the cut model better than the original `fc`.
+# Does a better head also give a map that sits more on the object? Commit to an answer (set
+# `my_prediction`), then run the cell: it measures Grad-CAM at `layer4.0` of the cut model,
+# probe against original `fc`, on the shipped evidence (3 trained models, 128 images).
+
+# %% slideshow={"slide_type": "fragment"}
+my_prediction = None      # your prediction: "higher", "about the same" or "lower"
+reveal(my_prediction, probe_question())
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · The post's third example, taken apart
 #
@@ -249,8 +261,9 @@ map_rows(rows, [f"{name}\n{layer}" for name, _, layer in settings_shown],
 #
 # Now we compare cuts at several depths. For each cut we take its **last block's output**,
 # the layer that feeds the pool and the head. There, Grad-CAM has a simple closed form: the
-# score is `fc(mean over positions of A)`, so the gradient is the same at every position,
-# `G_k = w_ck / (h w)`, and Grad-CAM is CAM (`sum_k w_ck A_k`) divided by `h w`.
+# score is $y^c = \sum_k w_{ck}\,\frac{1}{hw}\sum_{i,j} A_k(i,j) + b_c$, so the gradient is the
+# same at every position, $G_k = w_{ck} / (hw)$, and Grad-CAM is CAM divided by $hw$:
+# $\sum_k \frac{w_{ck}}{hw} A_k = \frac{1}{hw}\,\mathrm{CAM}^c$.
 
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT
@@ -383,7 +396,8 @@ ex
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# Checkers come from `gradcam_edu.exercises.nb03`; solutions are in the collapsed cells.
+# Checkers come from `gradcam_edu.exercises`. The solutions are in the collapsed cells
+# (click the three dots to open one); they are not executed in the committed notebook: try first.
 #
 # **Exercise 1 · Cut by hand.** Write `cut_logits(model, x)` returning the logits of the model
 # cut after `layer3.1` with the head `head` (a `Linear(64, 6)`, given), using only the
@@ -434,3 +448,21 @@ check_probe_cam(my_cam, A[0], probe.fc.weight, cls)
 # %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 my_cam = torch.einsum("k,khw->hw", probe.fc.weight[cls], A[0])
 check_probe_cam(my_cam, A[0], probe.fc.weight, cls)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 · A new measurement: does the cut model answer like the full one?** Section 3
+# scores each model against the true labels. Measure something else: on the notebook's
+# `images`, the share of images on which the model cut after `layer4.0` **with its original
+# `fc`** gives exactly the same six yes/no answers (p > 0.5) as the full model. Hint:
+# `truncate(model, "layer4.0", head="original")`, `torch.sigmoid`, `.all(dim=1)`.
+
+# %% slideshow={"slide_type": "fragment"}
+same_answers = 1.0        # replace with your measurement
+check_agreement(same_answers, model, images, after="layer4.0")
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+with torch.no_grad():
+    full_says = torch.sigmoid(model(images)) > 0.5
+    cut_says = torch.sigmoid(truncate(model, "layer4.0", head="original")(images)) > 0.5
+same_answers = (full_says == cut_says).all(dim=1).float().mean()
+check_agreement(same_answers, model, images, after="layer4.0")

@@ -37,6 +37,8 @@ from gradcam_edu import attributions, cams, metrics, recorded, sanity, viz, weig
 from gradcam_edu.evidence import load_evidence
 from gradcam_edu.literature import randomisation_rows
 from gradcam_edu.capture import capture
+from gradcam_edu.exercises.measure import check_map_difference
+from gradcam_edu.exercises.predict import layercam_question, reveal
 from gradcam_edu.scoreboard import scoreboard
 from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
 
@@ -51,7 +53,7 @@ first = [c[0] for c in classes]            # one target class per image: its fir
 
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 # Figure helper (plotting only): images with their mask outline, pixel attributions (magma)
-# and a Grad-CAM map (jet), one row per image, one colour bar per kind of map.
+# and a Grad-CAM map (viz.HEAT_CMAP), one row per image, one colour bar per kind of map.
 def show_attributions(x, masks_, labels, panels, cam):
     n, k = x.shape[0], len(panels)
     fig, axes = plt.subplots(n, k + 2, figsize=(2.6 * (k + 2), 2.7 * n), squeeze=False)
@@ -59,7 +61,7 @@ def show_attributions(x, masks_, labels, panels, cam):
         axes[r, 0].imshow(viz.to_numpy_image(x[r]))
         axes[r, 0].set_ylabel(labels[r])
         for c, (name, heat) in enumerate([*panels.items(), ("Grad-CAM layer4.1", cam)], 1):
-            axes[r, c].imshow(heat[r], cmap="magma" if c <= k else "jet", vmin=0, vmax=1)
+            axes[r, c].imshow(heat[r], cmap="magma" if c <= k else viz.HEAT_CMAP, vmin=0, vmax=1)
             axes[0, c].set_title(name)
         for ax in axes[r]:
             ax.contour(masks_[r].numpy(), levels=[0.5], colors="white", linewidths=0.8)
@@ -67,7 +69,7 @@ def show_attributions(x, masks_, labels, panels, cam):
     axes[0, 0].set_title("image (white: mask)")
     fig.colorbar(plt.cm.ScalarMappable(cmap="magma"), ax=axes[:, 1:k + 1].ravel().tolist(),
                  shrink=0.8, label="|attribution| / 99th percentile")
-    fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes[:, k + 1].tolist(), shrink=0.8,
+    fig.colorbar(plt.cm.ScalarMappable(cmap=viz.HEAT_CMAP), ax=axes[:, k + 1].tolist(), shrink=0.8,
                  label="Grad-CAM value")
     fig.suptitle("Pixel attributions (|value| summed over colour channels) and Grad-CAM")
     plt.show()
@@ -77,9 +79,19 @@ def show_attributions(x, masks_, labels, panels, cam):
 # ## 1 · The CAM family in plain tensor code
 #
 # Every CAM rule below is a function of the same two tensors of one layer: the activations
-# **A** and the gradient **G** = d score / d A, both `(N, C, h, w)`. They differ only in how
-# they weight the channels, or whether they weight each position separately. (Formulas and
-# papers: the table in `gradcam_edu/cams.py`.) We capture `layer3.1` once and write each rule.
+# **A** and the gradient **G** $= \partial y^c / \partial A$, both `(N, C, h, w)`. They differ
+# only in how they weight the channels, or whether they weight each position separately:
+#
+# | method | map before the ReLU |
+# |---|---|
+# | Grad-CAM | $\sum_k \bar G_k\, A_k$, with $\bar G_k = \frac{1}{hw}\sum_{i,j} G_k(i,j)$ |
+# | Grad-CAM++ | $\sum_k w_k A_k$, with $w_k = \sum_{i,j} \alpha_{ij}\,\mathrm{relu}(G_k(i,j))$ (section 4b) |
+# | HiResCAM | $\sum_k G_k \odot A_k$ |
+# | LayerCAM | $\sum_k \mathrm{relu}(G_k) \odot A_k$ |
+# | XGrad-CAM | $\sum_k \Big(\sum_{i,j} G_k(i,j) \frac{A_k(i,j)}{\sum_{a,b} A_k(a,b)}\Big) A_k$ |
+# | Eigen-CAM | the projection of $A$ on its first principal component (no $G$) |
+#
+# Papers: the table in `gradcam_edu/cams.py`. We capture `layer3.1` once and write each rule.
 
 # %% slideshow={"slide_type": "subslide"}
 with capture(model, ["layer3.1"]) as cap:
@@ -135,17 +147,30 @@ LAYERS = ["conv1", "layer1.1", "layer2.1", "layer3.1", "layer4.1"]
 METHODS = list(cams.GRADIENT_METHODS)
 i0 = next(i for i in range(N_IMAGES) if len(classes[i]) == 1)
 maps = cams.explain(model, images[i0:i0 + 1], LAYERS, first[i0], methods=METHODS)
-grid = {f"{layer}": {cams.METHOD_TITLES[m]: maps[layer][m][0] for m in METHODS}
-        for layer in LAYERS}
-fig = viz.plot_grid(images[i0], grid, cell_size=1.45,
-                    title=f"test {i0}, class '{CLASS_NAMES[first[i0]]}': layers (rows) x "
-                          "methods (columns)")
-plt.show()
+for group, title in ((["gradcam", "gradcam++", "xgradcam"], "one weight per channel"),
+                     (["hirescam", "layercam", "eigencam"], "a weight per position, or none")):
+    grid = {cams.METHOD_TITLES[m]: {layer: maps[layer][m][0] for layer in LAYERS}
+            for m in group}
+    fig = viz.plot_grid(images[i0], grid, cell_size=2.0,
+                        title=f"test {i0}, class '{CLASS_NAMES[first[i0]]}': methods (rows) x "
+                              f"layers (columns), {title}")
+    plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # At `conv1` the gradient-per-position methods (HiResCAM, LayerCAM) show a dotted grid: the
 # max-pool after the stem passes gradient to at most one `conv1` position in four (notebook
 # 02's grid effect). A figure shows one image; the scoreboard below measures all of them.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Predict, then check.** LayerCAM's authors say it gives meaningful maps in shallow layers,
+# where Grad-CAM's do not. At `conv1`, will LayerCAM put more, as much, or less of its map on
+# the object than Grad-CAM? Commit (set `my_prediction`), then run the cell: it measures on
+# the shipped evidence (3 trained models, 128 held-out images); the scoreboard below then
+# shows every layer.
+
+# %% slideshow={"slide_type": "fragment"}
+my_prediction = None      # your prediction: "higher", "about the same" or "lower"
+reveal(my_prediction, layercam_question())
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3 · The scoreboard, every method at every layer
@@ -207,7 +232,7 @@ recorded.check("04 layercam - gradcam", table.text, tol=0.01)   # the same on ev
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · Score-CAM: no gradient at all
 #
-# Score-CAM weights channel k by the class score of the image **masked by A_k** (upsampled
+# Score-CAM weights channel $k$ by the class score of the image **masked by $A_k$** (upsampled
 # and scaled to [0, 1]), softmaxed over channels: one forward per channel, batched. We keep
 # only the channels with the largest mean activation (`max_channels`) and a few images.
 
@@ -249,8 +274,9 @@ recorded.check("04 score-cam", table.text, tol=0.02)   # the same on every CPU
 # difference is in the weights w_k.
 #
 # **Grad-CAM++, a derivation.** Its closed form (for an exponential score, as in the paper
-# and in grad-cam) is α_ij = g² / (2g² + S g³) with S = Σ_ab A_ab (the channel's total), so
-# for g ≠ 0, α_ij = 1 / (2 + S g_ij), and
+# and in grad-cam) is $\alpha_{ij} = g_{ij}^2 / (2 g_{ij}^2 + S g_{ij}^3)$ with
+# $S = \sum_{ab} A_{ab}$ (the channel's total), so for $g \neq 0$,
+# $\alpha_{ij} = 1 / (2 + S g_{ij})$, and
 #
 # $$w_k = \sum_{ij} \alpha_{ij}\,\mathrm{relu}(g_{ij}) = \sum_{ij:\,g_{ij}>0} \frac{g_{ij}}{2 + S g_{ij}}.$$
 #
@@ -532,7 +558,7 @@ for r in range(2):
         axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
         axes[0, c].set_title(cams.METHOD_TITLES[m])
     axes[r, 0].set_ylabel(f"test {r}: {CLASS_NAMES[first[r]]}")
-fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.8,
+fig.colorbar(plt.cm.ScalarMappable(cmap=viz.HEAT_CMAP), ax=axes.ravel().tolist(), shrink=0.8,
              label="map value (0 to 1)")
 fig.suptitle("layer2.1, every gradient method: the explorer's starting point")
 plt.show()
@@ -563,7 +589,8 @@ ex
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# Checkers come from `gradcam_edu.exercises.nb04`; solutions are in the collapsed cells.
+# Checkers come from `gradcam_edu.exercises`. The solutions are in the collapsed cells
+# (click the three dots to open one); they are not executed in the committed notebook: try first.
 #
 # **Exercise 1 · LayerCAM by hand.** Write `my_layer_cam(A, G)` returning LayerCAM's raw map
 # `(N, h, w)`, before the final ReLU and scaling.
@@ -614,3 +641,20 @@ check_head_blind("gradcam")                       # replace with your answer
 
 # %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 check_head_blind("eigencam")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 · A new measurement: how far apart are two methods?** Section 1 says Grad-CAM
+# and HiResCAM make the same map at the last block and part ways earlier. By how much, at
+# `layer3.1`? Measure the mean absolute difference between their displayed maps (values in
+# [0, 1], at image size) over the first 16 images, each for its first class (`first[:16]`).
+# Then guess, and measure, the same at `layer4.1`.
+
+# %% slideshow={"slide_type": "fragment"}
+mean_gap = 0.0            # replace with your measurement
+check_map_difference(mean_gap, model, images[:16], first[:16], "layer3.1")
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+pair = cams.explain(model, images[:16], ["layer3.1"], first[:16],
+                    methods=("gradcam", "hirescam"))["layer3.1"]
+mean_gap = (pair["gradcam"] - pair["hirescam"]).abs().mean()
+check_map_difference(mean_gap, model, images[:16], first[:16], "layer3.1")

@@ -1,0 +1,65 @@
+"""How long each notebook takes a learner, estimated from its source (printed per notebook).
+
+    python tools/course_time.py
+
+The estimate counts what a learner does: reads the prose (130 words a minute, a pace for
+technical text with formulas), reads and runs each code cell (45 s each), thinks about each
+predict-then-check question (2 min) and solves each exercise (6 min); rounded up to 5 minutes.
+Hidden solution cells and hidden check cells are not counted. Each notebook's first lines
+quote this estimate ("about N minutes"); ``tests/test_course.py`` keeps them equal.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from pathlib import Path
+
+import jupytext
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ROOT / "tools" / "notebooks"
+WORDS_PER_MINUTE = 130
+MINUTES_PER_CODE_CELL = 0.75
+MINUTES_PER_QUESTION = 2
+MINUTES_PER_EXERCISE = 6
+
+
+def _hidden(cell) -> bool:
+    return bool(cell.metadata.get("jupyter", {}).get("source_hidden"))
+
+
+def parts(source: Path) -> dict[str, int]:
+    """Words of prose, visible code cells, predict questions and exercises of a source."""
+    nb = jupytext.read(source)
+    words = sum(len(re.findall(r"\w+", c.source)) for c in nb.cells if c.cell_type == "markdown")
+    code = [c for c in nb.cells if c.cell_type == "code" and not _hidden(c)]
+    return {"words": words, "code cells": len(code),
+            "questions": sum("reveal(" in c.source for c in code),
+            "exercises": sum(bool(re.search(r"^check_\w+\(", c.source, re.M)) for c in code)}
+
+
+def minutes(source: Path) -> int:
+    """The estimate for one notebook source, rounded up to 5 minutes."""
+    p = parts(source)
+    total = (p["words"] / WORDS_PER_MINUTE + p["code cells"] * MINUTES_PER_CODE_CELL
+             + p["questions"] * MINUTES_PER_QUESTION + p["exercises"] * MINUTES_PER_EXERCISE)
+    return 5 * math.ceil(total / 5)
+
+
+def main() -> None:
+    sources = sorted(SOURCES.glob("[0-9]*.py"))
+    if not sources:
+        sys.exit(f"no notebook sources in {SOURCES}")
+    print(f"{'notebook':<32}{'words':>7}{'code':>6}{'questions':>11}{'exercises':>11}"
+          f"{'minutes':>9}")
+    for s in sources:
+        p = parts(s)
+        print(f"{s.stem:<32}{p['words']:>7}{p['code cells']:>6}{p['questions']:>11}"
+              f"{p['exercises']:>11}{minutes(s):>9}")
+    print(f"{'the course':<32}{'':>35}{sum(minutes(s) for s in sources):>9}")
+
+
+if __name__ == "__main__":
+    main()

@@ -259,7 +259,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     axes = fig.subplots(1, 3)
     axes[0].imshow(viz.to_numpy_image(image))
     axes[0].set_title(f"image: {described}", fontsize=10)
-    shown = axes[1].imshow(viz.overlay(image, cam, alpha=args.alpha), cmap="jet", vmin=0, vmax=1)
+    shown = axes[1].imshow(viz.overlay(image, cam, alpha=args.alpha), cmap=viz.HEAT_CMAP,
+                           vmin=0, vmax=1)
     axes[1].set_title(f"{title} over the image (opacity {args.alpha:g})", fontsize=10)
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.03, label="map (ReLU, min-max)")
     viz.show_raw_map(axes[2], raw, size=image.shape[-1])

@@ -4,7 +4,8 @@
   (``-max|v|`` .. ``+max|v|``, 0 is the middle colour), one colour per grid cell. The
   explorer's panel (:func:`raw_panel`) and the figures (:func:`gradcam_edu.viz.show_raw_map`)
   both colour with it.
-* :func:`heat_image` - a [0, 1] map coloured by a colour map (256 levels, as matplotlib).
+* :data:`HEAT_CMAP` - THE colour map of every [0, 1] map (``inferno``); :func:`heat_image` - a
+  [0, 1] map coloured by it (or another colour map; 256 levels, as matplotlib).
 * :func:`raw_panel` - the raw map at its own grid, enlarged with nearest neighbours, with a
   colour bar and its value range.
 * HTML: :func:`probability_table`, :func:`caption` and the explorer's caption texts.
@@ -25,12 +26,19 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["RAW_CMAP", "Display", "caption", "heat_image", "input_caption", "layer_label", "lut",
-           "map_caption", "note_panel", "probability_table", "raw_caption", "raw_panel",
-           "signed_colours", "signed_range", "unavailable_caption"]
+__all__ = ["HEAT_CMAP", "RAW_CMAP", "Display", "caption", "heat_image", "input_caption",
+           "layer_label", "lut", "map_caption", "note_panel", "probability_table", "raw_caption",
+           "raw_panel", "signed_colours", "signed_range", "unavailable_caption"]
 
 RAW_CMAP = "RdBu_r"
 """The colour map of raw signed maps: red positive, blue negative, white-ish 0."""
+
+HEAT_CMAP = "inferno"
+"""The colour map of every [0, 1] map the package draws (overlays, grids, the explorer, the
+command line): perceptually uniform - its luminance rises monotonically with the value (black,
+purple, orange, pale yellow), so equal steps of the map look like equal steps, and it stays
+readable in greyscale and by colour-blind readers. ``jet`` does not: its bright yellow and cyan
+bands create edges that are not in the data, and make any bump look important."""
 
 _BAR_W, _TEXT_W, _PAD = 12, 56, 6  # raw panel: colour bar width, its labels, the gap
 
@@ -43,7 +51,7 @@ class Display:
     100 kB); the raw panel is always PNG (exact grid, crisp text)."""
 
     display_size: int | None = None
-    cmap: str = "jet"
+    cmap: str = HEAT_CMAP
     image_format: str = "jpeg"
 
     def __post_init__(self):
@@ -92,7 +100,7 @@ def signed_colours(raw, cmap: str = RAW_CMAP) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(colours), vmax
 
 
-def heat_image(cam: torch.Tensor, cmap: str = "jet", size: int | None = None) -> Image.Image:
+def heat_image(cam: torch.Tensor, cmap: str = HEAT_CMAP, size: int | None = None) -> Image.Image:
     """A [0, 1] map (H, W) coloured by ``cmap`` (256 levels, as matplotlib) as an RGB PIL
     image, bilinearly resized to (size, size) when given."""
     idx = (cam.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()

@@ -1,8 +1,10 @@
 """Figures: a map overlaid on its image, a raw signed map at its grid, and grids of layers x
 methods (or x classes).
 
-NumPy and matplotlib live here, at the edge; the math elsewhere stays in torch. A raw map's
-colours come from :func:`gradcam_edu.render.signed_colours`, as in the explorer.
+NumPy and matplotlib live here, at the edge; the math elsewhere stays in torch. A [0, 1] map is
+coloured by :data:`HEAT_CMAP` (re-exported here; ``inferno``, perceptually uniform; see
+:data:`gradcam_edu.render.HEAT_CMAP`), a raw map by
+:func:`gradcam_edu.render.signed_colours`, as in the explorer.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from matplotlib.image import AxesImage
 from PIL import Image
 
 from .images import to_rgb
-from .render import RAW_CMAP, signed_colours
+from .render import HEAT_CMAP, RAW_CMAP, signed_colours
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -57,7 +59,7 @@ def to_numpy_map(cam) -> np.ndarray:
     return cam
 
 
-def overlay(image, cam, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+def overlay(image, cam, cmap: str = HEAT_CMAP, alpha: float = 0.5) -> np.ndarray:
     """Blend a [0, 1] map coloured by ``cmap`` over ``image``: float (H, W, 3) in [0, 1].
 
     ``alpha`` is the opacity of the map (0: image only, 1: map only).
@@ -101,7 +103,7 @@ def show_raw_map(ax: Axes, raw, size: int | tuple[int, int] | None = None,
     return shown, ax.figure.colorbar(mappable, ax=ax, **options)
 
 
-def plot_grid(image, maps: Mapping[str, Mapping[str, object]], cmap: str = "jet",
+def plot_grid(image, maps: Mapping[str, Mapping[str, object]], cmap: str = HEAT_CMAP,
               alpha: float = 0.5, title: str | None = None, cell_size: float = 2.2,
               overlay_maps: bool = True) -> Figure:
     """A grid figure: one row per key of ``maps`` (e.g. layers), one column per inner key

@@ -93,3 +93,41 @@ def test_show_raw_map_draws_the_grid_with_a_symmetric_colour_bar():
     _, labelled = show_raw_map(ax, raw, colorbar={"label": "value", "shrink": 0.8})
     assert labelled.ax.get_ylabel() == "value"
     matplotlib.pyplot.close(fig)
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """Relative luminance (Rec. 709) of sRGB colours in [0, 1], (..., 3) -> (...)."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return linear @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def test_heat_cmap_is_inferno_with_luminance_rising_with_the_value():
+    from gradcam_edu import render, viz
+
+    assert viz.HEAT_CMAP == render.HEAT_CMAP == "inferno"
+    levels = matplotlib.colormaps[viz.HEAT_CMAP](np.linspace(0, 1, 256))[:, :3]
+    lum = _luminance(levels)
+    assert (np.diff(lum) > 0).all()            # brighter at every one of the 255 steps
+    assert lum[0] < 0.01 and lum[-1] > 0.9     # near black at 0, near white at 1
+    jet = _luminance(matplotlib.colormaps["jet"](np.linspace(0, 1, 256))[:, :3])
+    assert (np.diff(jet) < 0).any()            # jet: darker again after its yellow band
+
+
+def test_every_default_heat_colour_is_heat_cmap():
+    from gradcam_edu import render
+
+    expected = matplotlib.colormaps[render.HEAT_CMAP]
+    assert render.Display().cmap == render.HEAT_CMAP
+    # overlay at opacity 1: a map of 0 / 1 is exactly the colour map's first / last colour
+    cam = torch.tensor([[0.0, 1.0]])
+    out = overlay(torch.zeros(3, 1, 2), cam, alpha=1.0)
+    np.testing.assert_allclose(out[0, 0], expected(0.0)[:3], atol=1e-6)
+    np.testing.assert_allclose(out[0, 1], expected(1.0)[:3], atol=1e-6)
+    # the explorer's heat view: 256 levels, 0 -> level 0, 1 -> level 255
+    heat = np.asarray(render.heat_image(cam))
+    assert heat[0, 0].tolist() == list(expected(0, bytes=True)[:3])
+    assert heat[0, 1].tolist() == list(expected(255, bytes=True)[:3])
+    # a grid of bare maps is drawn with it too
+    fig = plot_grid(torch.zeros(3, 4, 4), {"layer4": {"grad_cam": torch.ones(4, 4)}},
+                    overlay_maps=False)
+    assert fig.axes[1].images[0].get_cmap().name == render.HEAT_CMAP

@@ -1,6 +1,7 @@
 """How long each notebook takes a learner, estimated from its source (printed per notebook).
 
-    python tools/course_time.py
+    python tools/course_time.py                # print the estimates
+    python tools/course_time.py --write 01 03  # and write them into those sources' first lines
 
 The estimate counts what a learner does: reads the prose (130 words a minute, a pace for
 technical text with formulas), reads and runs each code cell (45 s each), thinks about each
@@ -48,10 +49,35 @@ def minutes(source: Path) -> int:
     return 5 * math.ceil(total / 5)
 
 
-def main() -> None:
+QUOTED = re.compile(r"about \d+ minutes")
+"""How a source's first lines quote its estimate."""
+
+
+def quoted(source: Path) -> int | None:
+    """The estimate a source's first markdown cell quotes ("about N minutes"), or None."""
+    head = source.read_text(encoding="utf-8")[:2000]
+    found = QUOTED.search(head)
+    return int(found.group(0).split()[1]) if found else None
+
+
+def write(source: Path) -> None:
+    text = source.read_text(encoding="utf-8")
+    if not QUOTED.search(text[:2000]):
+        sys.exit(f"{source.name}: no 'about N minutes' in its first lines")
+    source.write_text(QUOTED.sub(f"about {minutes(source)} minutes", text, count=1),
+                      encoding="utf-8")
+
+
+def main(args: list[str]) -> None:
     sources = sorted(SOURCES.glob("[0-9]*.py"))
+    prefixes = [a for a in args if a != "--write"]
+    if prefixes:
+        sources = [s for s in sources if any(s.stem.startswith(p) for p in prefixes)]
     if not sources:
-        sys.exit(f"no notebook sources in {SOURCES}")
+        sys.exit(f"no notebook sources match {prefixes} in {SOURCES}")
+    if "--write" in args:
+        for s in sources:
+            write(s)
     print(f"{'notebook':<32}{'words':>7}{'code':>6}{'questions':>11}{'exercises':>11}"
           f"{'minutes':>9}")
     for s in sources:
@@ -62,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

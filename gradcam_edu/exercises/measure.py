@@ -103,8 +103,8 @@ def check_target_shares(values: object, model: nn.Module, x: torch.Tensor,
                         layers: Sequence[str] = ("layer3", "layer4")) -> Verdict:
     """Notebook 02: ``{layer: target share}`` of Grad-CAM for ``target_class`` on ``x``."""
     if not isinstance(values, Mapping) or set(values) != set(layers):
-        return Verdict(False, f"expected a dict with the keys {list(layers)}, got "
-                       f"{_describe(values) if not isinstance(values, Mapping) else sorted(values)}.")
+        got = sorted(values) if isinstance(values, Mapping) else _describe(values)
+        return Verdict(False, f"expected a dict with the keys {list(layers)}, got {got}.")
     ref = target_shares(model, x, masks, target_class, layers)
     swapped = target_shares(model, x, masks.flip(0), target_class, layers)
     for la in layers:

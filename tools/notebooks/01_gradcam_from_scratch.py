@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 01 · Grad-CAM from scratch, on a plain CNN
 #
-# *Part 1 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 12 minutes.*
+# *Part 1 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 60 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
 #
 # Before we ask which layer of a ResNet Grad-CAM can explain, we build Grad-CAM by hand on a
 # network **without** skip connections, where nothing surprising happens to the gradient.

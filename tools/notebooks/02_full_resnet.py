@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 02 · The full ResNet
 #
-# *Part 2 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 15 minutes.*
+# *Part 2 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 70 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
 #
 # Notebook 01 built Grad-CAM on a plain CNN. A ResNet adds two things: **skip connections**
 # (`out + identity`) and a **shared, in-place ReLU** inside each block. Folklore says the skips

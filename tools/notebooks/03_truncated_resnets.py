@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 03 · Truncated ResNets: every change, measured alone and together
 #
-# *Part 3 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 12 minutes.*
+# *Part 3 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 55 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
 #
 # The source post ends with a third example: cut the ResNet after `layer4.0`, hook a layer
 # inside that block, and the map "can show clearer localized responses". Compared with its
@@ -70,7 +70,7 @@ def map_rows(rows, col_titles, title, image_title="image (white: target mask)", 
         axes[0, c].set_title(t, fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([]), ax.set_yticks([])
-    fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes.ravel().tolist(), shrink=0.8,
+    fig.colorbar(plt.cm.ScalarMappable(cmap=viz.HEAT_CMAP), ax=axes.ravel().tolist(), shrink=0.8,
                  label="Grad-CAM value (0 to 1)")
     fig.suptitle(title)
     plt.show()

@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 04 · Beyond Grad-CAM: other maps, pixel attributions, sanity checks
 #
-# *Part 4 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 14 minutes.*
+# *Part 4 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 65 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
 #
 # Notebooks 01 to 03 changed the layer and the model and kept the method. Here we keep the
 # full ResNet and change the **method**: five other CAM rules, a gradient-free one, and two

@@ -25,7 +25,8 @@ def _course_time():
 def _text(cell) -> str:
     out = []
     for o in cell.get("outputs", []):
-        out.append(o.get("text", "") if "text" in o else str(o.get("data", {}).get("text/plain", "")))
+        data = o.get("data", {})
+        out.append(o["text"] if "text" in o else str(data.get("text/plain", "")))
     return "".join(out)
 
 

@@ -176,3 +176,21 @@ def test_map_difference_is_zero_where_the_gradient_is_constant():
     assert measure.map_difference(model, x, [0, 1], "1") == pytest.approx(0.0, abs=1e-7)
     assert measure.check_map_difference(0.0, model, x, [0, 1], "1")
     assert not measure.check_map_difference(0.2, model, x, [0, 1], "1")
+
+
+def test_seed_means_by_hand():
+    s = setting(layer="conv1")
+    ev = Evidence(scores={setting_key(s): {"energy": torch.tensor(
+        [[0.1, 0.3, float("nan")], [0.5, 0.5, 0.2]])}},
+        image_index=torch.tensor([0, 1, 2]), target_class=torch.tensor([0, 0, 1]),
+        seeds=(0, 1), meta={})
+    assert measure.seed_means(ev, s) == [pytest.approx(0.2), pytest.approx(0.4)]
+    assert measure.check_seed_means([0.2, 0.4], ev, s)
+    pooled = float(torch.tensor([0.1, 0.3, 0.5, 0.5, 0.2]).mean())
+    assert "every seed at once" in str(measure.check_seed_means([pooled, pooled], ev, s))
+    assert "2 numbers" in str(measure.check_seed_means(0.2, ev, s))
+
+
+def test_random_fc_question_reads_clarity():
+    answer, report = predict.random_fc_question().measure()
+    assert report.startswith("clarity:") and answer in (*predict.DIRECTIONS, predict.UNSETTLED)

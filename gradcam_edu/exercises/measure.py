@@ -5,7 +5,8 @@ known wrong variant of the measurement gets its own hint.
 * notebook 01 - :func:`check_wrong_object_rate`: how often the map peaks on the *other* object;
 * notebook 02 - :func:`check_target_shares`: class discrimination of one image at two layers;
 * notebook 03 - :func:`check_agreement`: how often the cut model answers as the full model;
-* notebook 04 - :func:`check_map_difference`: how far apart two methods' maps are.
+* notebook 04 - :func:`check_map_difference`: how far apart two methods' maps are;
+* notebook 05 - :func:`check_seed_means`: how much retraining alone moves one setting.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from torch import nn
 
 from ..cams import explain
 from ..capture import model_mode
+from ..evidence import Evidence
 from ..metrics import pointing_game, target_share
 from ..truncate import truncate
 from .nb01 import Verdict, _describe
 
 __all__ = ["wrong_object_rate", "check_wrong_object_rate", "target_shares",
            "check_target_shares", "agreement", "check_agreement", "map_difference",
-           "check_map_difference"]
+           "check_map_difference", "seed_means", "check_seed_means"]
 
 
 def _number(value: object) -> float | None:
@@ -160,3 +162,30 @@ def check_map_difference(value: object, model: nn.Module, images: torch.Tensor,
     return _compare(value, ref, f"mean |{methods[0]} - {methods[1]}| at {layer}", 1e-4,
                     {"that is the mean signed difference; take the absolute value first "
                      "(.abs().mean()).": signed})
+
+
+# ----------------------------------------------------------------------------- notebook 05
+def seed_means(ev: Evidence, s: Mapping[str, str], metric: str = "energy") -> list[float]:
+    """The mean ``metric`` of setting ``s`` for each training seed of ``ev`` (NaN pairs left
+    out): how much retraining alone moves one setting's score."""
+    return [float(v) for v in ev.get(s, metric).double().nanmean(dim=1)]
+
+
+def check_seed_means(values: object, ev: Evidence, s: Mapping[str, str],
+                     metric: str = "energy") -> Verdict:
+    """Notebook 05: the list of per-seed means of one setting, in the order of ``ev.seeds``."""
+    ref = seed_means(ev, s, metric)
+    if (not isinstance(values, (list, tuple)) or len(values) != len(ref)
+            or any(_number(v) is None for v in values)):
+        return Verdict(False, f"expected a list of {len(ref)} numbers (one per seed "
+                       f"{list(ev.seeds)}), got {_describe(values)}.")
+    pooled = float(ev.get(s, metric).double().nanmean())
+    for seed, v, r in zip(ev.seeds, values, ref, strict=True):
+        if abs(_number(v) - r) > 1e-4:
+            hint = (" That is the mean over every seed at once: average each row of "
+                    "ev.get(s, metric) (dim=1)." if abs(_number(v) - pooled) <= 1e-4 else "")
+            return Verdict(False, f"seed {seed}: got {_number(v):.4f}, expected another "
+                           f"value.{hint}")
+    spread = max(ref) - min(ref)
+    return Verdict(True, f"per-seed means {', '.join(f'{r:.3f}' for r in ref)}: retraining "
+                   f"alone moves this setting by {spread:.3f}.")

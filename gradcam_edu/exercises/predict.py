@@ -28,7 +28,8 @@ from ..metrics import energy_pointing_game
 from ..verdict import Effect, effect, seed_bootstrap, seed_margin
 
 __all__ = ["Question", "Revealed", "UNSETTLED", "reveal", "direction", "gradient_weights_question",
-           "evidence_question", "conv2_question", "probe_question", "layercam_question"]
+           "evidence_question", "conv2_question", "probe_question", "layercam_question",
+           "random_fc_question"]
 
 DIRECTIONS = ("higher", "about the same", "lower")
 
@@ -185,3 +186,13 @@ def layercam_question(ev: Evidence | None = None) -> Question:
     return evidence_question(
         "At conv1, the first layer, is LayerCAM's energy higher, about the same or lower than "
         "Grad-CAM's?", setting(layer="conv1", method="layercam"), setting(layer="conv1"), ev=ev)
+
+
+def random_fc_question(ev: Evidence | None = None) -> Question:
+    """Notebook 05: claim (b) as the post ran it, with its random fc: clarity (Gini) of
+    Grad-CAM at ``conv1`` vs ``layer4.1.conv2``."""
+    return evidence_question(
+        "With the post's random fc, is Grad-CAM's map at conv1 clearer (a higher Gini: mass "
+        "more concentrated) than at layer4.1.conv2, about as clear, or less clear?",
+        setting(head="random fc", layer="conv1"),
+        setting(head="random fc", layer="layer4.1.conv2"), metric="clarity", ev=ev)

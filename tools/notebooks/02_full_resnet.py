@@ -90,8 +90,7 @@ print(model.layer4[1])
 # the models of `variants.with_sum_points`) and the two ways the gradient goes back.
 
 # %% slideshow={"slide_type": "subslide"}
-fig = basic_block_diagram("layer4.1")
-plt.show()
+basic_block_diagram("layer4.1")     # a figure: shown as the cell's result
 
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT

@@ -41,8 +41,8 @@ from .truncate import truncate
 __all__ = ["Bug", "ModifiedResNet", "POST_PREPROCESS", "POST_TARGET", "batch_axis_indexing",
            "compare_layers", "fixed_display", "fixed_examples", "fixed_grad_cam", "grad_cam",
            "grad_cam_numpy", "jet_display", "module_grad", "nan_case", "post_bugs",
-           "post_display", "post_input", "pretrained_true", "random_fc", "run_post_grad_cam",
-           "top_classes", "variable_today"]
+           "post_display", "post_input", "post_raw_map", "pretrained_true", "random_fc",
+           "run_post_grad_cam", "top_classes", "variable_today"]
 
 POST_TARGET = 282
 """The post's ``target_class``: ImageNet's "tiger cat"."""
@@ -87,13 +87,12 @@ def grad_cam(model, input_tensor, target_class, layer):
     return grad_cam_numpy(activations, gradients)
 
 
-def grad_cam_numpy(activations: np.ndarray, gradients: np.ndarray,
-                   fix_indexing: bool = False) -> np.ndarray:
-    """The numpy part of the post's ``grad_cam``: activations and gradients ``(N, C, h, w)``
-    -> heatmap ``(N, h, w)``: ReLU of the channel *mean* of ``alpha_k A_k``, divided by its
-    maximum. As written (``fix_indexing=False``) it indexes ``pooled_gradients[i]``, a row of
-    the batch axis; ``fix_indexing=True`` takes channel ``i`` of every image instead. The
-    division by the maximum is kept: an all-zero map gives NaN (RuntimeWarning)."""
+def post_raw_map(activations: np.ndarray, gradients: np.ndarray,
+                 fix_indexing: bool = False) -> np.ndarray:
+    """The post's map before its ReLU: activations and gradients ``(N, C, h, w)`` ->
+    ``(N, h, w)``, the channel *mean* of ``alpha_k A_k`` (Grad-CAM's sum / C). As written
+    (``fix_indexing=False``) it indexes ``pooled_gradients[i]``, a row of the batch axis;
+    ``fix_indexing=True`` weights channel ``i`` of every image by its own pooled gradient."""
     activations = np.array(activations, dtype=np.float32)    # the post scales it in place
     pooled_gradients = np.mean(gradients, axis=(2, 3))       # (N, C)
 
@@ -103,7 +102,14 @@ def grad_cam_numpy(activations: np.ndarray, gradients: np.ndarray,
         else:
             activations[:, i, :, :] *= pooled_gradients[i]
 
-    heatmap = np.mean(activations, axis=1)
+    return np.mean(activations, axis=1)
+
+
+def grad_cam_numpy(activations: np.ndarray, gradients: np.ndarray,
+                   fix_indexing: bool = False) -> np.ndarray:
+    """The numpy part of the post's ``grad_cam``: :func:`post_raw_map`, its ReLU, then its
+    division by the maximum (of the whole batch), kept: an all-zero map gives NaN."""
+    heatmap = post_raw_map(activations, gradients, fix_indexing)
     heatmap = np.maximum(heatmap, 0)
     heatmap /= np.max(heatmap)
 

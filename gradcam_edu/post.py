@@ -34,7 +34,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from . import cams, faithfulness, metrics, models
+from . import cams, faithfulness, metrics, models, viz
 from .capture import input_gradient, model_mode, record
 from .truncate import truncate
 
@@ -309,6 +309,14 @@ def variable_today(x: torch.Tensor) -> str:
             f"{v.data_ptr() == x.data_ptr()}")
 
 
+def _sizes(model: nn.Module) -> str:
+    """How the random head is built when the model's sizes are not the post's."""
+    fc = model.fc
+    if (fc.in_features, fc.out_features) == (512, 1000):
+        return ""
+    return f"(here nn.Linear({fc.in_features}, {fc.out_features}), this model's sizes) "
+
+
 def post_bugs(model: nn.Module, x: torch.Tensor, target: int, layer: str,
               class_names: list[str] | None = None) -> list[Bug]:
     """Every bug of the post's code, run on ``model`` (a torchvision-style ResNet), the
@@ -328,7 +336,7 @@ def post_bugs(model: nn.Module, x: torch.Tensor, target: int, layer: str,
             "record the layer's output and its gradient: capture(model, [name])"),
         Bug("pooled_gradients[i] (batch axis)", "; ".join(batch_axis_indexing(A, G)),
             "pooled_gradients[:, i, None, None], or cams.grad_cam(A, G)"),
-        Bug("model.fc = nn.Linear(512, 1000)",
+        Bug("model.fc = nn.Linear(512, 1000)", _sizes(model) +
             f"top class {name(before[0][0])} (p = {before[0][1]:.3f}) becomes "
             f"{name(after[0][0])} (p = {after[0][1]:.3f})", "keep the trained fc"),
         Bug("heatmap /= np.max(heatmap)", nan, "divide by max + eps (cams.normalize)"),
@@ -359,12 +367,7 @@ def fixed_display(image: torch.Tensor, cam: torch.Tensor) -> np.ndarray:
     cam = torch.as_tensor(cam, dtype=torch.float32)
     if cam.shape != image.shape[-2:]:
         cam = cams.upsample(cam[None], tuple(image.shape[-2:]))[0]
-    return _overlay(image, cam.clamp(0, 1))
-
-
-def _overlay(image: torch.Tensor, cam: torch.Tensor) -> np.ndarray:
-    img = image.detach().permute(1, 2, 0).clamp(0, 1).numpy()
-    return 0.5 * img + 0.5 * cm.jet(cam.numpy())[..., :3]
+    return viz.overlay(image, cam.clamp(0, 1), cmap="jet", alpha=0.5)
 
 
 def fixed_examples(model: nn.Module, x: torch.Tensor, target: int) -> dict[str, torch.Tensor]:

@@ -32,20 +32,19 @@
 #    your own image file.
 
 # %% slideshow={"slide_type": "skip"}
-import math
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 import torchvision
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from gradcam_edu import cams, metrics, models, recorded, viz, weights
+from gradcam_edu import cams, metrics, post, recorded, viz, weights
 from gradcam_edu.capture import capturable_layers
 from gradcam_edu.explorer import Explorer
-from gradcam_edu.images import imagenet_normalize, load_image_file
-from gradcam_edu.models import imagenet_weight_path, torchvision_resnet
+from gradcam_edu.images import course_photo, imagenet_crop, imagenet_normalize, imagenet_preprocess
+from gradcam_edu.models import imagenet_weights, torchvision_resnet
+from gradcam_edu.truncate import truncate
 from gradcam_edu.shapes import CLASS_NAMES, shapes_sample
 from gradcam_edu import gradflow
 from gradcam_edu.claims import (
@@ -516,74 +515,118 @@ recorded.check("05 purpose table", table.text, tol=0.002)   # stored scores
 # pixel attribution, with its sanity check).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 5 · Your own image
+# ## 5 · The post's own setting: a photo, its code, its bugs
 #
-# Any PIL image works. We draw one here (no download): a star and a ring on a shaded
-# background, saved as a PNG in a temporary folder, then read back like any photo.
+# The post runs its three examples on a photo of a cat with torchvision's ImageNet
+# ResNet-18, for class 282 ("tiger cat"). `models.torchvision_resnet` reads those weights
+# from the local torch cache and **never downloads**. Without them, this section runs the
+# same code on the shipped shapes model and a test image (a cat means nothing to it).
 
 # %% slideshow={"slide_type": "subslide"}
-folder = Path(tempfile.mkdtemp(prefix="gradcam_edu_"))
-canvas = Image.new("RGB", (320, 240))
-draw = ImageDraw.Draw(canvas)
-for row in range(240):                                   # a vertical colour gradient
-    draw.line([(0, row), (320, row)], fill=(60 + row // 3, 90, 150 - row // 4))
-angles = [math.pi * k / 5 - math.pi / 2 for k in range(10)]     # a five-pointed star
-radii = [45 if k % 2 == 0 else 19 for k in range(10)]
-star = [(110 + r * math.cos(a), 120 + r * math.sin(a)) for a, r in zip(angles, radii)]
-draw.polygon(star, fill=(250, 220, 40))
-draw.ellipse((200, 80, 280, 160), fill=(30, 200, 90))
-draw.ellipse((222, 102, 258, 138), fill=(100, 90, 120))
-path = folder / "my_photo.png"
-canvas.save(path)
-photo = Image.open(path)
-print("saved and reopened:", path.name, photo.size, photo.mode)
-
-# %% [markdown] slideshow={"slide_type": "subslide"}
-# ### Which model? ImageNet weights if you have them, the shipped model otherwise
-#
-# `models.torchvision_resnet("resnet18", weights="imagenet")` reads torchvision's ImageNet
-# weights from the local torch cache and **never downloads**. With them you can rerun the
-# post's examples on its class 282 ("tiger cat") with a real photo. Without them, the cell
-# says so and falls back to the shipped shapes model, which knows stars and rings.
-
-# %% slideshow={"slide_type": "subslide"}
+path = Path(post.__file__).resolve().parent.parent / "data" / "photos" / "chelsea.png"
+photo = course_photo("chelsea")                           # 451 x 300, RGB
 try:
     user_model = torchvision_resnet("resnet18", weights="imagenet")
-    class_names = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
-    preprocess, target = imagenet_normalize, 282             # 'tiger cat', as in the post
-    print("ImageNet ResNet-18 loaded from the local torch cache; target class 282:",
-          class_names[282])
 except FileNotFoundError:
-    print(f"ImageNet weights for resnet18 ({imagenet_weight_path('resnet18').name}) are not in "
-          "the local torch cache, and this course never downloads.\n"
-          "Falling back to the shipped model 'resnet18-shapes' (classes: "
-          f"{', '.join(CLASS_NAMES)}).")
-    user_model = model
-    class_names, preprocess, target = list(CLASS_NAMES), None, CLASS_NAMES.index("star")
+    user_model = None
+if user_model is not None:                                # the post's setting
+    class_names = list(imagenet_weights("resnet18").meta["categories"])
+    x_in = post.post_input(photo)                         # the post's transforms, (1, 3, 224, 224)
+    x = imagenet_crop(photo)[None]                        # the same crop, in [0, 1], to show
+    preprocess, target, mask = imagenet_normalize, post.POST_TARGET, None
+    print(f"ImageNet ResNet-18 from the local torch cache; class {target}: {class_names[target]}")
+    print("the post's preprocessing = images.imagenet_preprocess:",
+          torch.equal(x_in[0], imagenet_preprocess(photo)))
+else:
+    print("No ImageNet weights here: run `make fetch` (or `python -m gradcam_edu fetch "
+          "resnet18`) once; meanwhile the shipped model 'resnet18-shapes' and test image 0.")
+    user_model, class_names = model, list(CLASS_NAMES)
+    x = x_in = images[:1]                                 # the shapes models take [0, 1]
+    preprocess, target, mask = None, classes[0][0], masks[0][0]
+print("input:", tuple(x_in.shape), "| class:", class_names[target], "| top 3:",
+      ", ".join(f"{class_names[c]} {p:.2f}" for c, p in post.top_classes(user_model, x_in)))
 
-# %% slideshow={"slide_type": "subslide"}
-x = load_image_file(path, 224)[None]                     # (1, 3, 224, 224) in [0, 1]
-x_in = preprocess(x) if preprocess is not None else x
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Example 1 as the post wrote it
+#
+# `gradcam_edu.post.grad_cam` is the post's function line for line (only its backward goes
+# through the capture). It receives the **module** `model.layer4[1].conv2`, as the post
+# passes it, and stops at its first line that reads a gradient:
+
+# %% slideshow={"slide_type": "fragment"}
+# NBVAL_CHECK_OUTPUT
+out = post.run_post_grad_cam(user_model, x_in, target, "layer4.1.conv2")
+print(f"{type(out).__name__}: {out}")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# A module holds weights, not the tensor it produced in the last forward: the output and its
+# gradient must be recorded while the model runs, with hooks (`capture`). With that fixed,
+# each later line of the post's code still fails or misleads. `post.post_bugs` runs every
+# one on this model and input and says what happens:
+
+# %% slideshow={"slide_type": "fragment"}
+for bug in post.post_bugs(user_model, x_in, target, "layer4.1.conv2", class_names):
+    print(f"{bug.name}\n    happens: {bug.happens}\n    fix:     {bug.fix}")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Two of them change the science, not just the code. The random `fc` of examples 1 and 2
+# makes their maps explain a random head (claim (b) above measured what that does). The
+# division by the maximum turns a map that the ReLU blanked into NaN: the blank maps that
+# section 3 counted would have been NaN in the post's code. Example 3's `ModifiedResNet`
+# (also in `gradcam_edu.post`, as written) is the package's `truncate`, with the module
+# names changed:
+
+# %% slideshow={"slide_type": "fragment"}
+cut = truncate(user_model, after="layer4.0")              # keeps the trained fc, as the post
 with torch.no_grad():
-    logits = user_model(x_in)
-probs = models.probabilities(user_model, logits)   # sigmoid or softmax: the model says
-top = probs[0].topk(3)
-print("top classes:", ", ".join(f"{class_names[i]} {p:.2f}" for p, i in
-                                zip(top.values.tolist(), top.indices.tolist(), strict=True)))
-layers = ["conv1", "layer3.1", "layer4.1.conv2", "layer4"]
-heat = cams.explain(user_model, x_in, layers, target, methods=("gradcam", "layercam"))
+    gap = (post.ModifiedResNet(user_model)(x_in) - cut(x_in)).abs().max()
+print(f"ModifiedResNet(model) and truncate(model, 'layer4.0'): largest logit difference "
+      f"{gap:.1e}; its layer4_0.conv1 is the cut's layer4.0.conv1")
 
-# %% slideshow={"slide_type": "subslide"}
-fig = viz.plot_grid(x[0], {la: {cams.METHOD_TITLES[m]: heat[la][m][0] for m in heat[la]}
-                           for la in layers}, cell_size=2.0,
-                    title=f"Your image: maps for '{class_names[target]}'")
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### The three examples, fixed
+#
+# The trained head, the layer's output and gradient from the capture, Grad-CAM's weights per
+# channel, a guarded normalisation, and the map blended over the image it explains.
+
+# %% slideshow={"slide_type": "fragment"}
+fixed = post.fixed_examples(user_model, x_in, target)
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
+for ax, (title, cam) in zip(axes, fixed.items(), strict=True):
+    ax.imshow(post.fixed_display(x[0], cam))
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+fig.suptitle(f"The post's three examples, fixed: Grad-CAM for '{class_names[target]}'",
+             fontsize=10)
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### The layers, as the course measures them
+#
+# The post's two layers, the output of the cut model's last block (`layer4.0`, trained head)
+# and the full model's last block (`layer4`, where Grad-CAM is CAM). Clarity is the Gini of
+# the map, deletion the area under the class probability as the map's top pixels are zeroed
+# in 16 steps (lower: the map found what the score needs); energy, the share on the object,
+# needs the object's mask, which only the shapes image has.
+
+# %% slideshow={"slide_type": "fragment"}
+rows = post.compare_layers(user_model, x_in, target, mask)
+print(f"{'layer':<16}{'grid':>9}{'clarity':>9}{'deletion':>10}" + ("   energy" if mask is not None else ""))
+for name, r in rows.items():
+    print(f"{name:<16}{'x'.join(map(str, r['grid'])):>9}{r['gini']:>9.3f}{r['deletion']:>10.3f}"
+          + (f"{r['energy']:>9.3f}" if mask is not None else ""))
+fig, axes = plt.subplots(1, 4, figsize=(11, 3.2))
+for ax, (name, r) in zip(axes, rows.items(), strict=True):
+    ax.imshow(post.fixed_display(x[0], r["map"]))
+    ax.set_title(f"{name} ({'x'.join(map(str, r['grid']))})", fontsize=9)
+    ax.axis("off")
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# Read it like the scoreboard taught us. With the shipped model, the last block (`layer4`)
-# sits on the star, while Grad-CAM at `layer3.1` for "star" lights up the **ring**: an
-# intermediate layer's map need not be about the class asked for. One image shows what can
-# happen; only a measurement over many says how often.
+# Read it against the purpose table above, not on its own: one image is an example, not a
+# measurement. `conv1` draws edges on its fine grid whatever the class; the last block's map
+# is what the trained head used; the cut's `layer4.0` map comes from a head that was trained
+# on `layer4.1`'s features.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The explorer takes the same model, a list of PIL images (or tensors, or a data set) and, for

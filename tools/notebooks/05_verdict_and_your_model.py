@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 05 · The verdict, and your own model
 #
-# *Part 5 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 12 minutes.*
+# *Part 5 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 12 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
 #
 # The source post makes three claims. Notebooks 02 to 04 took them apart; here each one
 # becomes a measurement with a 95% confidence interval and a verdict computed by a stated
@@ -58,6 +58,8 @@ from gradcam_edu.claims import (
 )
 from gradcam_edu.literature import format_literature, literature_table
 from gradcam_edu.evidence import load_evidence, setting
+from gradcam_edu.exercises.measure import check_seed_means
+from gradcam_edu.exercises.predict import random_fc_question, reveal
 from gradcam_edu.faithfulness_evidence import LAYER_GRIDS, load_faithfulness
 from gradcam_edu.verdict import effect, format_claims, format_effects, seed_margin
 
@@ -163,6 +165,15 @@ def clarity_examples(layer="layer4.0", n=3):
 
 # %% slideshow={"slide_type": "fragment"}
 clarity_examples()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Predict, then check.** Claim (b) as the post ran it, with its random `fc`: is Grad-CAM at
+# `conv1` clearer (a higher Gini) than at `layer4.1.conv2`? Commit to an answer (set
+# `my_prediction`), then run the cell; section 3 then judges the claim in every setting.
+
+# %% slideshow={"slide_type": "fragment"}
+my_prediction = None      # your prediction: "higher", "about the same" or "lower"
+reveal(my_prediction, random_fc_question(ev))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2 · A paired interval, by hand, over images and training seeds
@@ -682,7 +693,8 @@ print("Grad-CAM at features.12:", tuple(heat.shape), "values in [0, 1]:",
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# Checkers come from `gradcam_edu.exercises.nb05`; solutions are in the collapsed cells.
+# Checkers come from `gradcam_edu.exercises`. The solutions are in the collapsed cells
+# (click the three dots to open one); they are not executed in the committed notebook: try first.
 #
 # **Exercise 1 · Apply the rule.** A claim's source comparison changes the depth and the head
 # and measures +0.10 [+0.05, +0.15]. Depth alone was measured in two settings of the head:
@@ -726,3 +738,18 @@ check_last_block(resnet50, "layer4.2.conv3")               # replace with your a
 
 # %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
 check_last_block(resnet50, "layer4.2")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 · A new measurement: how much does retraining move one setting?** The margin
+# of section 2 summarises all settings. Measure it for one: the mean energy of the setting
+# `setting(layer="layer4.1")` (the trained full model's last block) for **each** training
+# seed, as a list in the order of `ev.seeds`. `ev.get(s, "energy")` has shape (seeds, pairs).
+# Then compare its spread with the margin printed in section 2.
+
+# %% slideshow={"slide_type": "fragment"}
+per_seed_energy = [0.2, 0.2, 0.2]      # replace with your measurement
+check_seed_means(per_seed_energy, ev, setting(layer="layer4.1"))
+
+# %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+per_seed_energy = ev.get(setting(layer="layer4.1"), "energy").double().nanmean(dim=1).tolist()
+check_seed_means(per_seed_energy, ev, setting(layer="layer4.1"))

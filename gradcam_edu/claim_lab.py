@@ -190,7 +190,7 @@ class ClaimLab:
     def _precompute(self, masks, progress: bool) -> None:
         """Every (head, depth, skip) variant: one capture, all hook points, every pair."""
         t0 = time.perf_counter()
-        base = weights.load_model(model_name(self.seed))
+        base = self.model = weights.load_model(model_name(self.seed))  # variants are copies
         variants = [(h, d, s) for d in DEPTHS for h in HEADS for s in SKIPS]
         bar = widgets.IntProgress(max=len(variants), description="precomputing")
         if progress:

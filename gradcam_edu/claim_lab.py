@@ -184,6 +184,9 @@ class ClaimLab:
         self._silent = False  # True while the lab sets its own widgets
         self.precompute_s, self.last_update_ms = 0.0, 0.0  # the precompute, the last toggle
         self._precompute(masks, progress)
+        d = display_size   # each image and its objects' outlines, at the view's size
+        self._rgb = [Image.fromarray(to_uint8(x)).resize((d, d)) for x in self.images]
+        self._edges = [views.outlines(self.truth, i, d) for i in range(n_images)]
         self._build_widgets()
         self._update()
 
@@ -217,7 +220,6 @@ class ClaimLab:
                              f"; expected some of {FACTORS}")
         return {**base, **{k: _check(k, v) for k, v in changes.items()}}
 
-    # -- widgets ---------------------------------------------------------------------------
     def _build_widgets(self) -> None:
         d, s = self.display_size, self._current
 
@@ -354,7 +356,8 @@ class ClaimLab:
     # -- events and drawing ----------------------------------------------------------------
     def _timed(self, fn) -> None:
         t0 = time.perf_counter()
-        fn()
+        with torch_threads(1):     # small tensors: one thread, immune to busy cores
+            fn()
         self.last_update_ms = 1000.0 * (time.perf_counter() - t0)
 
     def _on_factor(self, factor: str, change) -> None:
@@ -371,10 +374,9 @@ class ClaimLab:
     def _overlay(self, which: str) -> Image.Image:
         """The map of ``which`` ("current" / "comparison") over the image, objects outlined."""
         d = self.display_size
-        img = Image.fromarray(to_uint8(self.images[self.image_slider.value])).resize((d, d))
-        blend = Image.blend(img, render.heat_image(self.current_map(which), "jet", d), 0.5)
-        views.draw_outlines(blend, views.outlines(self.truth, self.image_slider.value, d),
-                            self.class_buttons.value)
+        i = self.image_slider.value
+        blend = Image.blend(self._rgb[i], render.heat_image(self.current_map(which), "jet", d), 0.5)
+        views.draw_outlines(blend, self._edges[i], self.class_buttons.value)
         return blend
 
     def _draw_views(self) -> None:
@@ -418,7 +420,6 @@ class ClaimLab:
         lines = [html.escape(x) for x in self.difference_lines()]
         self.difference.value = render.caption(f"<b>{lines[0]}</b><br>" + "<br>".join(lines[1:]))
 
-    # -- display ---------------------------------------------------------------------------
     def snapshot(self) -> Image.Image:
         """The current view as one RGB image (:func:`gradcam_edu.views.snapshot`): the two
         overlays captioned with their settings, the probabilities, what changed, and the

@@ -241,7 +241,7 @@ class ClaimLab:
         layout = widgets.Layout(width=f"{d}px", height=f"{d}px")
         self.current_image, self.comparison_image = (widgets.Image(format="jpeg", layout=layout)
                                                      for _ in "ab")
-        cap = widgets.Layout(width=f"{d}px", height="50px")
+        cap = widgets.Layout(width=f"{d}px", height="66px")  # 4 caption lines
         self.current_caption, self.comparison_caption = (widgets.HTML(layout=cap) for _ in "ab")
         self.probabilities = widgets.HTML(layout=widgets.Layout(min_width="260px"))
         self.difference = widgets.HTML(layout=widgets.Layout(width=f"{2 * d + 300}px"))

@@ -241,7 +241,7 @@ class ClaimLab:
         layout = widgets.Layout(width=f"{d}px", height=f"{d}px")
         self.current_image, self.comparison_image = (widgets.Image(format="jpeg", layout=layout)
                                                      for _ in "ab")
-        cap = widgets.Layout(width=f"{d}px", height="66px")  # 4 caption lines
+        cap = widgets.Layout(width=f"{d}px", height="80px")  # 5 caption lines
         self.current_caption, self.comparison_caption = (widgets.HTML(layout=cap) for _ in "ab")
         self.probabilities = widgets.HTML(layout=widgets.Layout(min_width="260px"))
         self.difference = widgets.HTML(layout=widgets.Layout(width=f"{2 * d + 300}px"))
@@ -390,8 +390,8 @@ class ClaimLab:
             view.value = encode(self._images[key], "jpeg")
             e = self.means(x)
             caption.value = render.caption(
-                f"<b>{html.escape(title)}</b>: {html.escape(_describe(x))}<br>mean energy "
-                f"{e['energy']:.3f} · mean clarity {e['clarity']:.3f}")
+                f"<b>{html.escape(title)}</b>: {html.escape(_describe(x))}<br>means: energy "
+                f"{e['energy']:.3f} · clarity {e['clarity']:.3f}")
         s, image = self._current, self.image_slider.value
         kind = self._kind[(s["head"], s["depth"], s["skip_gradient"])]
         self._probs = to_probabilities(self.measured(s).logits[image][None], kind)[0]

@@ -126,6 +126,9 @@ def test_claim_lab_in_browser(page, lab):
     assert state is not None and state["width"] > 0, "the current map does not decode"
     assert "changed: head" in _difference(page)        # trained fc vs the post's random fc
     _shot(page, "claim-lab-0-initial", widget)
+    _shot(page, "claim-lab-0-page")                # the cell's whole output: bar gone
+    bar = page.locator(".jp-OutputArea-output .widget-progress")
+    assert bar.count() == 0, "the precomputing progress bar is still shown"
 
     _click(page, "gcl-hook", "sum before ReLU")      # conv2 -> layer4.1.pre_relu
     state = _wait_image_change(page, img, state, "clicking the hook point 'sum before ReLU'")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import ipywidgets as widgets
 import torch
+from IPython import get_ipython
 from IPython.display import display
 from PIL import Image
 from torch import nn
@@ -196,7 +197,7 @@ class ClaimLab:
         base = self.model = weights.load_model(model_name(self.seed))  # variants are copies
         variants = [(h, d, s) for d in DEPTHS for h in HEADS for s in SKIPS]
         bar = widgets.IntProgress(max=len(variants), description="precomputing")
-        if progress:
+        if progress and get_ipython() is not None:   # a notebook (or IPython)
             display(bar)
         self._measured: dict[tuple[str, str, str, str], Measured] = {}
         self._kind: dict[tuple[str, str, str], str] = {}

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "tools" / "notebooks"
 OUT = ROOT / "notebooks"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-WIDGET_TEXT = "(the live explorer: run this cell in JupyterLab to open it)"
+WIDGET_TEXT = "(a live widget: run this cell in JupyterLab to open it)"
 HIDDEN_OUTPUTS = {"solution"}
 """Tags of cells that run (nbval checks they still work) but are committed without outputs
 and unexecuted: a solution's "Correct! ..." must not give the answer away before the learner

@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 05 · The verdict, and your own model
 #
-# *Part 5 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 12 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
+# *Part 5 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 85 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
 #
 # The source post makes three claims. Notebooks 02 to 04 took them apart; here each one
 # becomes a measurement with a 95% confidence interval and a verdict computed by a stated
@@ -41,6 +41,7 @@ from PIL import Image
 
 from gradcam_edu import cams, metrics, post, recorded, viz, weights
 from gradcam_edu.capture import capturable_layers
+from gradcam_edu.claim_lab import ClaimLab
 from gradcam_edu.explorer import Explorer
 from gradcam_edu.images import course_photo, imagenet_crop, imagenet_normalize, imagenet_preprocess
 from gradcam_edu.models import imagenet_weights, torchvision_resnet
@@ -403,6 +404,33 @@ recorded.check("05 post decomposition", table.text, tol=0.002)   # stored scores
 #   in the text are those at the seed margin. The many intervals in this notebook are not
 #   adjusted for multiple comparisons: read a single interval that barely clears the margin
 #   with care.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ### The claim lab: change one factor, see the map and the difference
+#
+# The verdicts rest on tables. The lab puts the same factors under your hands, on 16 held-out
+# images of the shipped model (training seed 0): the **head** (the post's random `fc`, the
+# trained `fc`, a probe), the **depth** (full, or cut after `layer4.0`), the **skip
+# gradient** (on, off) and the **hook point** in the model's last block (`conv1`, `conv2`,
+# `bn2`, the sum before the ReLU, the block output). Every setting is computed once, when the
+# lab opens (a progress bar shows it); after that a click only looks up and redraws.
+#
+# It shows two maps with the objects outlined: the current setting and the one it is
+# compared with, either the post's example 1 or **the setting before your last change**. In
+# the second mode each click changes one factor, and the line under the maps is that
+# factor's isolated effect: the paired difference over the lab's (image, class) pairs, with
+# its 95% interval over images. One seed and 16 images: a smaller, noisier version of the
+# evidence above, for seeing, not for verdicts.
+#
+# Try: set the comparison to "before your last change" and turn the skip gradient off. At
+# every hook point the lab offers, the maps do not change: no skip carries gradient into the
+# last block's branch or its output (claim (a), by derivation). Then move the hook point
+# from `conv2` to the sum before the ReLU, with the trained head and with the random one
+# (claim (a3)).
+
+# %% slideshow={"slide_type": "subslide"}
+lab = ClaimLab(n_images=16)   # precomputes every setting (progress bar), then answers at once
+lab
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · What the literature says, next to what we measure

@@ -376,7 +376,8 @@ class ClaimLab:
         """The map of ``which`` ("current" / "comparison") over the image, objects outlined."""
         d = self.display_size
         i = self.image_slider.value
-        blend = Image.blend(self._rgb[i], render.heat_image(self.current_map(which), "jet", d), 0.5)
+        heat = render.heat_image(self.current_map(which), render.HEAT_CMAP, d)
+        blend = Image.blend(self._rgb[i], heat, 0.5)
         views.draw_outlines(blend, self._edges[i], self.class_buttons.value)
         return blend
 

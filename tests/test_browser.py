@@ -13,7 +13,8 @@
 * ``test_notebook_renders`` opens every course notebook ``notebooks/[0-9]*.ipynb`` without
   running it: every cell is there, every stored output is displayed (images decode, widgets
   render from their saved state, or their stored snapshot where JupyterLab does not render
-  the widget), and no error is shown.
+  the widget), and no error is shown; an explorer output's stored PNG snapshot is displayed,
+  decoded at its stored size and laid out with a non-zero size.
 
 Screenshots of each checked state go to ``artifacts/browser/``. The browser is
 ``/usr/bin/chromium`` (Debian package ``chromium``); playwright never downloads one. Without it
@@ -24,6 +25,7 @@ folders; the browser may reach nothing but that server.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -632,8 +634,12 @@ _CELLS_JS = """() => Array.from(
         : c.classList.contains('jp-MarkdownCell') ? 'markdown' : 'raw',
     outputs: c.querySelectorAll('.jp-OutputArea-output').length,
     rendered_markdown: c.querySelectorAll('.jp-MarkdownOutput').length,
-    images: Array.from(c.querySelectorAll('.jp-OutputArea-output img'),
-                       (i) => ({ok: i.complete && i.naturalWidth > 0, src: i.src.slice(0, 40)})),
+    images: Array.from(c.querySelectorAll('.jp-OutputArea-output img'), (i) => {
+      const r = i.getBoundingClientRect(), style = getComputedStyle(i);
+      return {ok: i.complete && i.naturalWidth > 0, src: i.src.slice(0, 40),
+              size: [i.naturalWidth, i.naturalHeight],
+              visible: r.width > 0 && r.height > 0 && style.visibility !== 'hidden'};
+    }),
     math_errors: c.querySelectorAll('mjx-merror, .MathJax_Error').length,
     widgets: c.querySelectorAll('.jp-OutputArea-output .jupyter-widgets').length,
     output_text: Array.from(c.querySelectorAll('.jp-OutputArea-output'), (o) => o.innerText)
@@ -661,10 +667,23 @@ def _widget_fallback(cell) -> str:
     return ""
 
 
-def _fallback_shown(cell: dict, fallback: str) -> bool:
-    """The displayed cell (``_CELLS_JS``) shows the widget's ``fallback``."""
+def _snapshot_size(cell) -> list[int] | None:
+    """[width, height] of the PNG snapshot stored with the cell's widget output, or None."""
+    for o in cell.get("outputs", []):
+        data = o.get("data", {})
+        if WIDGET_MIME in data and "image/png" in data:
+            raw = base64.b64decode(data["image/png"])
+            return [int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")]
+    return None
+
+
+def _fallback_shown(cell: dict, fallback: str, size: list[int] | None = None) -> bool:
+    """The displayed cell (``_CELLS_JS``) shows the widget's ``fallback``: for the
+    :data:`SNAPSHOT`, an image decoded (at ``size``, [width, height], when given) and laid
+    out with a non-zero size."""
     if fallback == SNAPSHOT:
-        return any(i["ok"] for i in cell["images"])
+        return any(i["ok"] and i["visible"] and (size is None or i["size"] == size)
+                   for i in cell["images"])
     return bool(fallback) and fallback in cell["output_text"]
 
 
@@ -691,14 +710,16 @@ def test_notebook_renders(page, lab, notebook):
     with_widgets = [any(WIDGET_MIME in o.get("data", {}) for o in c.get("outputs", []))
                     for c in nb.cells]
     fallbacks = [_widget_fallback(c) for c in nb.cells]
+    snapshots = [_snapshot_size(c) for c in nb.cells]
     deadline = time.monotonic() + RENDER_S
     while True:  # cells attach, outputs and images load, widgets render from saved state
         cells = page.evaluate(_CELLS_JS)
         got = [(c["kind"], c["outputs"] > 0) for c in cells]
         images_ok = all(i["ok"] for c in cells for i in c["images"])
         widgets_ok = len(cells) == len(nb.cells) and all(
-            c["widgets"] or c["errors"] or _fallback_shown(c, f)
-            for c, w, f in zip(cells, with_widgets, fallbacks, strict=True) if w)
+            (c["widgets"] and not z) or c["errors"] or _fallback_shown(c, f, z)
+            for c, w, f, z in zip(cells, with_widgets, fallbacks, snapshots, strict=True)
+            if w)
         if (got == expected and images_ok and widgets_ok) or time.monotonic() > deadline:
             break
         page.wait_for_timeout(300)
@@ -726,7 +747,12 @@ def test_notebook_renders(page, lab, notebook):
         broken = [im["src"] for im in cell["images"] if not im["ok"]]
         if broken:
             problems.append(f"{where}: images that do not decode: {broken}")
-        if with_widgets[i] and not cell["widgets"] and not _fallback_shown(cell, fallbacks[i]):
+        if snapshots[i] and not _fallback_shown(cell, SNAPSHOT, snapshots[i]):
+            # a notebook opened without running (not trusted): the stored snapshot, visible
+            problems.append(f"{where}: its stored {snapshots[i][0]}x{snapshots[i][1]} PNG "
+                            f"snapshot is not displayed; images shown: {cell['images']}")
+        elif with_widgets[i] and not cell["widgets"] and not _fallback_shown(cell,
+                                                                          fallbacks[i]):
             saved = "saved" if "widgets" in nb.metadata else "NOT saved"
             problems.append(f"{where}: its widget is not displayed (widget state {saved} "
                             f"in the notebook's metadata); shown: {cell['output_html']!r}")

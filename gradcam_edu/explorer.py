@@ -341,8 +341,8 @@ class Explorer:
             self._draw_maps(probabilities=grads or image)
 
     # -- event handlers ----------------------------------------------------------------------
-    def _timed(self, fn: Callable[[], None]) -> None:
-        t0 = time.perf_counter()
+    def _timed(self, fn: Callable[[], None], t0: float | None = None) -> None:
+        t0 = time.perf_counter() if t0 is None else t0  # given: the update began earlier
         try:
             fn()
         except Exception as err:  # show it in the widget, then let the kernel log it
@@ -353,7 +353,7 @@ class Explorer:
             self.last_update_ms = 1000.0 * (time.perf_counter() - t0)
 
     def _on_image(self, change) -> None:
-        self._load_error = None
+        self._load_error, t0 = None, time.perf_counter()  # the forward counts in the update
         try:
             self.session.load(change["new"])
         except Exception as err:  # the image cannot be shown: stay on the previous one
@@ -368,7 +368,7 @@ class Explorer:
                 self._set_silently(self.class_dropdown, self._on_class,
                                   self.session.top_class())
             self._update(grads=True, maps=True, image=True)
-        self._timed(run)
+        self._timed(run, t0)
 
     @staticmethod
     def _set_silently(widget, handler: Callable, value) -> None:

@@ -62,14 +62,18 @@ portability: $(STAMP_DEV)
 	$(BIN)/python tools/checked_outputs.py
 
 # reveal.js slides of every notebook, for lecturers: build/slides/*.slides.html.
-# reveal.js, require.js and jQuery come from npm into build/slides, so the decks work offline.
+# reveal.js, require.js, jQuery and MathJax come from npm into build/slides, so the decks work
+# offline; the saved widget state is dropped, so each explorer shows its PNG snapshot.
 SLIDES := build/slides
-SLIDES_JS := reveal.js@4.6.0 requirejs@2.3.7 jquery@3.7.1
+SLIDES_JS := reveal.js@4.6.0 requirejs@2.3.7 jquery@3.7.1 mathjax@2.7.9
 slides: $(STAMP_RUN) $(SLIDES)/node_modules/.installed
 	$(BIN)/jupyter nbconvert --to slides --output-dir $(SLIDES) \
 		--SlidesExporter.reveal_url_prefix=node_modules/reveal.js --SlidesExporter.reveal_scroll=True \
 		--SlidesExporter.require_js_url=node_modules/requirejs/require.js \
-		--SlidesExporter.jquery_url=node_modules/jquery/dist/jquery.min.js $(NOTEBOOKS)
+		--SlidesExporter.jquery_url=node_modules/jquery/dist/jquery.min.js \
+		--SlidesExporter.mathjax_url='node_modules/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe' \
+		--ClearMetadataPreprocessor.enabled=True --ClearMetadataPreprocessor.clear_cell_metadata=False \
+		$(NOTEBOOKS)
 	@echo "open $(SLIDES)/<notebook>.slides.html in a browser (arrow keys to move)"
 
 $(SLIDES)/node_modules/.installed:
@@ -98,6 +102,8 @@ bench: $(STAMP_TEST)
 	$(BIN)/python benchmarks/bench_faithfulness.py
 	$(BIN)/python benchmarks/bench_scorecam.py
 	$(BIN)/python benchmarks/bench_explorer.py --kernel
+	$(BIN)/python benchmarks/bench_explorer_browser.py
+	$(BIN)/python benchmarks/bench_claim_lab.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -39,7 +39,7 @@ def make_slides_options(makefile: Path | None = None) -> list[str]:
     recipe = text[start.end():].split("\n\n")[0].replace("\\\n", " ")
     options = re.findall(r"--[A-Za-z]+\.[A-Za-z_]+=\S+", recipe)
     assert options, f"no nbconvert options in the slides recipe of {makefile}: {recipe!r}"
-    return options
+    return [o.replace("'", "") for o in options]   # the shell's quotes, removed as it does
 
 
 @pytest.fixture(scope="module")

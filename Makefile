@@ -37,8 +37,13 @@ lab: $(STAMP_RUN)
 
 # nbval runs twice: with this CPU's own SIMD kernels and with torch's portable ones
 # (ATEN_CPU_CAPABILITY=default), so checked outputs that hold on one CPU only fail here.
+# Each notebook runs one-threaded in its own kernel; NBVAL_WORKERS notebooks run at once
+# (pytest-xdist, one file per worker), the slowest (04) first so the workers finish together.
+NBVAL_WORKERS ?= 2
 NBVAL := $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tools/nbval_sanitize.cfg \
-	-p no:cacheprovider
+	-p no:cacheprovider -n $(NBVAL_WORKERS) --dist loadfile
+SLOWEST_NOTEBOOK := $(filter %04_beyond_gradcam.ipynb,$(NOTEBOOKS))
+NBVAL_ORDER := $(SLOWEST_NOTEBOOK) $(filter-out $(SLOWEST_NOTEBOOK),$(NOTEBOOKS))
 PORTABLE_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
 
 test: $(STAMP_TEST)
@@ -46,9 +51,9 @@ test: $(STAMP_TEST)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 ifneq ($(NOTEBOOKS),)
 	@echo "nbval with this CPU's own kernels"
-	$(NBVAL) $(NOTEBOOKS) $(PYTEST_ARGS)
+	$(NBVAL) $(NBVAL_ORDER) $(PYTEST_ARGS)
 	@echo "nbval with torch's portable kernels ($(PORTABLE_KERNELS))"
-	$(PORTABLE_KERNELS) $(NBVAL) $(NOTEBOOKS) $(PYTEST_ARGS)
+	$(PORTABLE_KERNELS) $(NBVAL) $(NBVAL_ORDER) $(PYTEST_ARGS)
 endif
 
 # Rebuild and execute the notebooks from tools/notebooks (NB=01 for one of them; RECORD=1 also

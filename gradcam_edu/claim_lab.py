@@ -46,7 +46,7 @@ __all__ = ["COMPARE", "DEPTHS", "EXAMPLE_1", "FACTORS", "HEADS", "HOOKS", "SKIPS
 HEADS, DEPTHS, SKIPS = ("random fc", "trained fc", "probe"), ("full", "cut"), ("on", "off")
 HOOKS = ("conv1", "conv2", "bn2", "pre_relu", "output")
 """Hook points of the last block; ``"output"`` is the block itself (after its ReLU)."""
-HOOK_LABELS = {"pre_relu": "sum before ReLU", "output": "block output"}
+HOOK_LABELS = {"conv1": "block conv1", "pre_relu": "sum before ReLU", "output": "block output"}
 FACTORS = ("head", "depth", "skip_gradient", "hook")
 EXAMPLE_1 = {"head": "random fc", "depth": "full", "skip_gradient": "on", "hook": "conv2"}
 """The post's example 1: ``model.fc`` replaced by a random ``nn.Linear``, ``layer4.1.conv2``."""

@@ -363,11 +363,12 @@ def fixed_grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str) -
 
 def fixed_display(image: torch.Tensor, cam: torch.Tensor) -> np.ndarray:
     """The post's display, fixed: ``cam`` ``(H, W)`` (or ``(h, w)``, upsampled) coloured by
-    jet and blended over ``image`` ``(3, H, W)`` in [0, 1] -> float ``(H, W, 3)``."""
+    the course's perceptually uniform map (:data:`gradcam_edu.viz.HEAT_CMAP`, not the post's
+    jet) and blended over ``image`` ``(3, H, W)`` in [0, 1] -> float ``(H, W, 3)``."""
     cam = torch.as_tensor(cam, dtype=torch.float32)
     if cam.shape != image.shape[-2:]:
         cam = cams.upsample(cam[None], tuple(image.shape[-2:]))[0]
-    return viz.overlay(image, cam.clamp(0, 1), cmap="jet", alpha=0.5)
+    return viz.overlay(image, cam.clamp(0, 1), cmap=viz.HEAT_CMAP, alpha=0.5)
 
 
 def fixed_examples(model: nn.Module, x: torch.Tensor, target: int) -> dict[str, torch.Tensor]:

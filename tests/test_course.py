@@ -47,6 +47,20 @@ def test_solutions_are_committed_unexecuted(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_exercise_stubs_are_committed_unexecuted(notebook):
+    """The checker's message on a stub (the wrong starting answer) hints at the answer."""
+    nb = nbformat.read(notebook, as_version=4)
+    after = next(i for i, c in enumerate(nb.cells)
+                 if c.cell_type == "markdown" and c.source.startswith("## Exercises"))
+    stubs = [c for c in nb.cells[after:] if c.cell_type == "code"
+             and "solution" not in c.metadata.get("tags", []) and "check_" in c.source]
+    assert stubs
+    for cell in stubs:
+        assert "exercise" in cell.metadata.get("tags", []), cell.source[:80]
+        assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_predictions_are_committed_unanswered(notebook):
     nb = nbformat.read(notebook, as_version=4)
     questions = [c for c in nb.cells if c.cell_type == "code" and "reveal(" in c.source]
@@ -64,8 +78,8 @@ def test_time_estimates_are_computed(source):
 
 
 def test_time_estimate_by_hand(tmp_path):
-    """130 words of prose (1 min) + 2 code cells (1.5 min) + one question (2 min) + one
-    exercise (6 min) = 10.5 min -> rounded up to 15."""
+    """130 words of prose (1 min) + 2 code cells (2 min) + one question (3 min) + one
+    exercise (8 min) = 14 min -> rounded up to 15."""
     words = " ".join(["word"] * 127)
     (tmp_path / "01_x.py").write_text(
         "# %% [markdown]\n# about 5 minutes " + words + "\n\n"

@@ -5,12 +5,13 @@ class 282 as in the post."""
 
 import socket
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from gradcam_edu import cams, images, metrics, post
+from gradcam_edu import cams, images, metrics, post, viz
 from gradcam_edu.capture import hook_count
 from gradcam_edu.models import torchvision_resnet
 from gradcam_edu.truncate import truncate
@@ -110,13 +111,14 @@ def test_pil_rejects_the_jet_array(AG):
     assert post.post_display(heat[0], 224, 224).size == (224, 224)   # one map: it works
 
 
-def test_the_fixed_display_blends_jet_over_the_image():
+def test_the_fixed_display_blends_the_course_colours_over_the_image():
     image = torch.zeros(3, 4, 4)
     image[0] = 1.0                                              # a red image
     cam = torch.zeros(4, 4)
     shown = post.fixed_display(image, cam)
-    # jet(0) is dark blue (0, 0, 0.5): half of red plus half of it
-    np.testing.assert_allclose(shown[0, 0], [0.5, 0.0, 0.25], atol=1e-6)
+    # HEAT_CMAP(0) (inferno: near black), half of it plus half of red
+    low = np.asarray(matplotlib.colormaps[viz.HEAT_CMAP](0.0)[:3])
+    np.testing.assert_allclose(shown[0, 0], 0.5 * np.array([1.0, 0, 0]) + 0.5 * low, atol=1e-6)
     assert post.fixed_display(image, torch.ones(2, 2)).shape == (4, 4, 3)
 
 

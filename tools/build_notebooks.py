@@ -29,10 +29,10 @@ SRC = ROOT / "tools" / "notebooks"
 OUT = ROOT / "notebooks"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_TEXT = "(a live widget: run this cell in JupyterLab to open it)"
-HIDDEN_OUTPUTS = {"solution"}
+HIDDEN_OUTPUTS = {"solution", "exercise"}
 """Tags of cells that run (nbval checks they still work) but are committed without outputs
-and unexecuted: a solution's "Correct! ..." must not give the answer away before the learner
-has tried."""
+and unexecuted: a solution's "Correct! ..." and the checker's hint on an exercise's starting
+stub must not give the answer away before the learner has tried."""
 
 
 def build(source: Path, timeout: int = 600) -> float:

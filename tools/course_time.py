@@ -4,8 +4,9 @@
     python tools/course_time.py --write 01 03  # and write them into those sources' first lines
 
 The estimate counts what a learner does: reads the prose (130 words a minute, a pace for
-technical text with formulas), reads and runs each code cell (45 s each), thinks about each
-predict-then-check question (2 min) and solves each exercise (6 min); rounded up to 5 minutes.
+technical text with formulas), reads, runs and reads the output of each code cell (1 min
+each, waiting for the slow ones included), thinks about each predict-then-check question
+(3 min) and solves each exercise (8 min); rounded up to 5 minutes.
 Hidden solution cells and hidden check cells are not counted. Each notebook's first lines
 quote this estimate ("about N minutes"); ``tests/test_course.py`` keeps them equal.
 """
@@ -22,9 +23,9 @@ import jupytext
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "tools" / "notebooks"
 WORDS_PER_MINUTE = 130
-MINUTES_PER_CODE_CELL = 0.75
-MINUTES_PER_QUESTION = 2
-MINUTES_PER_EXERCISE = 6
+MINUTES_PER_CODE_CELL = 1.0
+MINUTES_PER_QUESTION = 3
+MINUTES_PER_EXERCISE = 8
 
 
 def _hidden(cell) -> bool:

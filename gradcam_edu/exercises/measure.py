@@ -46,8 +46,9 @@ def _compare(value: object, reference: float, what: str, tol: float,
     for hint, wrong in hints.items():
         if abs(v - wrong) <= tol:
             return Verdict(False, hint)
-    return Verdict(False, f"{what}: got {v:.4f}; measure again (the checker's value differs "
-                   f"by more than {tol:g}).")
+    side = "high" if v > reference else "low"
+    return Verdict(False, f"{what}: got {v:.4f}, too {side}; measure again (check which "
+                   "images, classes and masks you used).")
 
 
 # ----------------------------------------------------------------------------- notebook 01
@@ -184,8 +185,9 @@ def check_seed_means(values: object, ev: Evidence, s: Mapping[str, str],
         if abs(_number(v) - r) > 1e-4:
             hint = (" That is the mean over every seed at once: average each row of "
                     "ev.get(s, metric) (dim=1)." if abs(_number(v) - pooled) <= 1e-4 else "")
-            return Verdict(False, f"seed {seed}: got {_number(v):.4f}, expected another "
-                           f"value.{hint}")
+            side = "high" if _number(v) > r else "low"
+            hint = hint or " Average that seed's row of ev.get(s, metric), leaving NaN out."
+            return Verdict(False, f"seed {seed}: got {_number(v):.4f}, too {side}.{hint}")
     spread = max(ref) - min(ref)
     return Verdict(True, f"per-seed means {', '.join(f'{r:.3f}' for r in ref)}: retraining "
                    f"alone moves this setting by {spread:.3f}.")

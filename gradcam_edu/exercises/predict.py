@@ -129,17 +129,20 @@ def gradient_weights_question(model: nn.Module, images: torch.Tensor,
     """Does Grad-CAM's gradient weighting put more of the map on the object than the plain
     sum of the layer's activations? Interval: bootstrap over the images."""
     text = (f"Set every channel weight alpha_k of Grad-CAM at {layer} to 1 (keep the ReLU and "
-            "the normalisation): the map becomes the plain sum of the activations. Is its "
-            "energy inside the object of the class asked (first class of each image) higher, "
-            f"about the same (interval within +-{margin}) or lower than Grad-CAM's?")
+            "the normalisation): the map becomes the plain sum of the activations, which "
+            "knows nothing of the class. Does the gradient weighting add to what the "
+            "activations already do? Is the plain sum's energy inside the object of the class "
+            f"asked (first class of each image) higher, about the same (interval within "
+            f"+-{margin}) or lower than Grad-CAM's?")
 
     def measure() -> tuple[str, str]:
         gc, plain = activation_sum_energy(model, images, masks, classes, layer)
         mean, low, high, _ = seed_bootstrap((plain - gc)[None], torch.arange(len(gc)))
         e = Effect("plain sum - Grad-CAM", "energy", mean, low, high)
+        uniform = float(_first_class_masks(masks, classes)[1].double().mean())
         report = (f"energy over {len(gc)} images: Grad-CAM {float(gc.mean()):.3f}, plain sum "
-                  f"{float(plain.mean()):.3f}; plain sum - Grad-CAM {e.text()} (95% interval "
-                  "over images)")
+                  f"{float(plain.mean()):.3f}, a uniform map {uniform:.3f} (the object's area); "
+                  f"plain sum - Grad-CAM {e.text()} (95% interval over images)")
         return direction(e, margin), report
 
     return Question(text, DIRECTIONS, measure)
@@ -182,10 +185,11 @@ def probe_question(ev: Evidence | None = None) -> Question:
 
 
 def layercam_question(ev: Evidence | None = None) -> Question:
-    """Notebook 04: LayerCAM vs Grad-CAM at ``conv1`` (LayerCAM's claim about shallow layers)."""
+    """Notebook 04: LayerCAM vs Grad-CAM at ``layer3.1`` (notebook 02 shows ``conv1``)."""
     return evidence_question(
-        "At conv1, the first layer, is LayerCAM's energy higher, about the same or lower than "
-        "Grad-CAM's?", setting(layer="conv1", method="layercam"), setting(layer="conv1"), ev=ev)
+        "At layer3.1, halfway up the network, is LayerCAM's energy higher, about the same or "
+        "lower than Grad-CAM's?", setting(layer="layer3.1", method="layercam"),
+        setting(layer="layer3.1"), ev=ev)
 
 
 def random_fc_question(ev: Evidence | None = None) -> Question:

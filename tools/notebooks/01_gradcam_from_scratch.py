@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 01 · Grad-CAM from scratch, on a plain CNN
 #
-# *Part 1 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 60 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
+# *Part 1 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 75 minutes (reading, running the cells, the questions and the exercises).*
 #
 # Before we ask which layer of a ResNet Grad-CAM can explain, we build Grad-CAM by hand on a
 # network **without** skip connections, where nothing surprising happens to the gradient.
@@ -440,7 +440,7 @@ ex
 # **Exercise 1 · The channel weights.** From the `G` captured above, compute Grad-CAM's
 # channel weights `alpha_1` (one per image and channel).
 
-# %% slideshow={"slide_type": "subslide"}
+# %% tags=["exercise"] slideshow={"slide_type": "subslide"}
 from gradcam_edu.exercises.nb01 import check_bare_hooks, check_channel_weights, check_grad_cam
 
 alpha_1 = G.sum(dim=(2, 3))       # replace with your answer
@@ -455,7 +455,7 @@ check_channel_weights(alpha_1, G)
 # displayed maps (N, H, W): weighted sum, ReLU, min-max per image (no NaN when a map is all
 # zero), bilinear upsampling with `align_corners=False`.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 def my_grad_cam(A, G, size):
     weighted = (G.mean(dim=(2, 3))[:, :, None, None] * A).sum(dim=1)
     return weighted / weighted.max()          # replace with your answer
@@ -478,7 +478,7 @@ check_grad_cam(my_grad_cam)
 # no hook on the model, *even when the backward fails* (the checker also calls it with an
 # impossible class). Hint: `dict(model.named_modules())[layer_name]`.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 def record(model, layer_name, x, target):
     store = {}
     module = dict(model.named_modules())[layer_name]
@@ -517,11 +517,12 @@ check_bare_hooks(record, model, images[:2], target=classes[0][0], layer=LAYER)
 # **Exercise 4 · A new measurement: the wrong object.** No cell above prints this. Over the
 # two-object images among the 48, how often does the Grad-CAM map at `PLAIN_LAYERS[2]`
 # (block 2) for the image's **first** class have its maximum on the **other** object? Give
-# the share (0 to 1). Hint: `cams.explain` for the maps, `metrics.pointing_game(maps,
-# other_masks)` for "is the maximum on this mask?"; `masks[i][1]` is the second object's mask.
-# Then predict the share at `LAYER`, and measure it too.
+# the share (0 to 1). Hint: `cams.explain(model, x, [layer], targets)` takes one target
+# class per image as a list, `metrics.pointing_game(maps, other_masks)` says "is the maximum
+# on this mask?"; `masks[i][1]` is the second object's mask. Then predict the share at
+# `LAYER` before you measure it there too.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 two = [i for i in range(len(classes)) if len(classes[i]) == 2]
 wrong_share = 0.5         # replace with your measurement
 check_wrong_object_rate(wrong_share, model, images, masks, classes, PLAIN_LAYERS[2])

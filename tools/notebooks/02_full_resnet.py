@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 02 · The full ResNet
 #
-# *Part 2 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 70 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
+# *Part 2 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 85 minutes (reading, running the cells, the questions and the exercises).*
 #
 # Notebook 01 built Grad-CAM on a plain CNN. A ResNet adds two things: **skip connections**
 # (`out + identity`) and a **shared, in-place ReLU** inside each block. Folklore says the skips
@@ -90,7 +90,9 @@ print(model.layer4[1])
 # the models of `variants.with_sum_points`) and the two ways the gradient goes back.
 
 # %% slideshow={"slide_type": "subslide"}
-basic_block_diagram("layer4.1")     # a figure: shown as the cell's result
+fig, ax = plt.subplots(figsize=(11, 4.5))
+basic_block_diagram("layer4.1", ax=ax)
+plt.show()
 
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT
@@ -188,14 +190,18 @@ with capture(model, LAYERS) as cap:
             column = f"{name}\n{A.shape[-1]}x{A.shape[-1]}"
             rows.setdefault(f"class: {CLASS_NAMES[c]}", {})[column] = cams.finalize(
                 cams.grad_cam(A, cap.gradients[name]), size=(224, 224))[0]
-fig = viz.plot_grid(x1[0], rows, cell_size=1.9)
-fig.suptitle(f"Grad-CAM on test image {pick}, per layer (columns) and class (rows)", y=1.08)
-plt.show()
+for part, names in (("early layers", LAYERS[:4]), ("the last stage", LAYERS[4:])):
+    shown = {row: {col: m for col, m in cols.items() if col.split("\n")[0] in names}
+             for row, cols in rows.items()}
+    fig = viz.plot_grid(x1[0], shown, cell_size=2.4)
+    fig.suptitle(f"Grad-CAM on test image {pick}, {part}: per layer (columns) and class "
+                 "(rows)", y=1.06)
+    plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Look before measuring: `conv1` to `layer2` light up edges and clutter, with little regard
-# for the class asked; at `layer3` the map for "square" still spills onto the cross; from
-# `layer4.0` on, it sits on the object of the class asked. `layer4.1.conv2` is the widest
+# for the class asked (at `layer1` the map for "square" is brightest on the **cross**); from
+# `layer3` on, it sits on the object of the class asked. `layer4.1.conv2` is the widest
 # blob. One image proves nothing: section 6 puts numbers on this over 100 images.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -415,15 +421,16 @@ recorded.check("02 scoreboard hirescam layercam", table.text, tol=0.02)   # the 
 #   ceiling 0.58); the last block's output `layer4` gets 0.20, `layer4.1.conv2` 0.14 and
 #   `conv1` 0.08, against 0.04 for a uniform map. The ceiling is the best energy any map on
 #   that grid can reach (notebook 01): on 7 x 7 it is 0.58, far above what any layer scores.
-#   **Claim (b) does not hold** for Grad-CAM: at `conv1` it is barely above the uniform
-#   baseline, and its target share (0.52) is close to 0.5, no preference for the class asked.
+#   **Claim (b) does not hold** for Grad-CAM: at `conv1` its energy is far below its grid's
+#   ceiling (1.00), and its target share (0.52) is close to 0.5, no preference for the class
+#   asked.
 # * The elementwise methods do better at `conv1` (HiResCAM: energy 0.20, target share 0.75):
 #   they keep *where* the gradient arrives, and that pattern comes from the deep layers.
 #   Grad-CAM averages it away (section 5).
 # * Strict pointing (the peak pixel on the object) is much lower than pointing within 15 px
 #   at every layer: 0.72 against 1.00 at `layer4`, 0.07 against 0.17 at `conv1`. Its ceiling
-#   is 1.00 on every grid (on 7 x 7 reached only by maps flat to 1e-4 over a few cells: ties
-#   go toward the image centre, notebook 01), so the grid does not explain the gap; the
+#   is 1.00 on every grid (on 7 x 7 reached only by maps flat to 1e-4 over a few cells, whose
+#   tied maxima `metrics.peak_location` sends to the cell nearest the image centre), so the grid does not explain the gap; the
 #   finest grid, `conv1`, scores lowest. The 15 px tolerance forgives peaks next to the
 #   object. Energy and target share separate the layers better.
 
@@ -507,7 +514,7 @@ ex
 # **Exercise 1 · Naming the call.** Which capture name gives the same tensor as the output of
 # block `layer4.1`?
 
-# %% slideshow={"slide_type": "subslide"}
+# %% tags=["exercise"] slideshow={"slide_type": "subslide"}
 from gradcam_edu.exercises.nb02 import (
     check_block_output_call,
     check_comparison,
@@ -524,7 +531,7 @@ check_block_output_call("layer4.1.relu#1")
 # **Exercise 2 · Counting paths.** How many distinct gradient paths lead from each layer's
 # output to the logit? (Every residual block after the layer is a fork: skip or branch.)
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 check_path_counts({"layer4.1.conv2": 2, "layer4.0.conv2": 2, "layer3.1.conv2": 4, "conv1": 8})
 
 # %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
@@ -536,7 +543,7 @@ check_path_counts({"layer4.1.conv2": 1, "layer4.0.conv2": 2, "layer3.1.conv2": 4
 # what share of the entries can receive a nonzero gradient through the 3 x 3, stride-2
 # max-pool? Compare with the `zero gradient entries` column printed in section 5.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 check_conv1_share(0.75)      # replace with your answer
 
 # %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
@@ -547,7 +554,7 @@ check_conv1_share(56 * 56 / (112 * 112))
 # lower than Grad-CAM's at `layer3`, or do these images give no evidence either way? Use
 # `board.compare` and answer `"higher"`, `"lower"` or `"no evidence"`.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 a, b = ("layer3", "hirescam"), ("layer3", "gradcam")
 check_comparison("?", board, a, b, metric="energy")     # replace "?" with your answer
 
@@ -564,7 +571,7 @@ check_comparison(answer, board, a, b, metric="energy")
 # ...}`. Hint: `cams.explain` and `metrics.target_share(maps, target_mask, other_mask)`, masks
 # of shape (1, 224, 224). Before you run it: which layer will be more about `ca`?
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 shares = {"layer3": 0.5, "layer4": 0.5}      # replace with your measurement
 check_target_shares(shares, model, x1, masks[pick], ca)
 

@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 03 · Truncated ResNets: every change, measured alone and together
 #
-# *Part 3 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 55 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
+# *Part 3 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 70 minutes (reading, running the cells, the questions and the exercises).*
 #
 # The source post ends with a third example: cut the ResNet after `layer4.0`, hook a layer
 # inside that block, and the map "can show clearer localized responses". Compared with its
@@ -338,7 +338,7 @@ recorded.check("03 cut vs full", table.text, tol=0.02)   # the same on every CPU
 # the original head against 0.205): that is the post's claim in its natural reading, and it
 # holds, but because of the **hook point**, not the depth. The full model's own `layer4.0`
 # gives the same gain without cutting (its Grad-CAM at `layer4.0` scores 0.018 more than
-# the cut's, the first row of the last column). **Want a finer map? Look at an earlier layer
+# the cut's: the last column of the second row). **Want a finer map? Look at an earlier layer
 # of the full model (checked against its ceiling) rather than cutting there.** (This table is
 # the shipped model only; section 4 holds across 3 trained models.)
 
@@ -403,7 +403,7 @@ ex
 # cut after `layer3.1` with the head `head` (a `Linear(64, 6)`, given), using only the
 # model's modules.
 
-# %% slideshow={"slide_type": "subslide"}
+# %% tags=["exercise"] slideshow={"slide_type": "subslide"}
 from gradcam_edu.exercises.nb03 import check_confounders, check_cut_logits, check_probe_cam
 
 head = probes["layer3.1"].fc
@@ -430,7 +430,7 @@ check_cut_logits(cut_logits, model, head, after="layer3.1")
 # **Exercise 2 · What changed?** Name every factor that differs between the post's example 1
 # and its example 3 (a list of words such as `"layer"`).
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 check_confounders(["layer"])                        # replace with your answer
 
 # %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
@@ -441,7 +441,7 @@ check_confounders(["head", "layer", "depth"])
 # the `layer3.1` probe from `A` (captured above) and the probe's weights: a `(14, 14)` map,
 # before any ReLU or scaling.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 my_cam = A[0].mean(dim=0)                           # replace with your answer
 check_probe_cam(my_cam, A[0], probe.fc.weight, cls)
 
@@ -456,7 +456,7 @@ check_probe_cam(my_cam, A[0], probe.fc.weight, cls)
 # `fc`** gives exactly the same six yes/no answers (p > 0.5) as the full model. Hint:
 # `truncate(model, "layer4.0", head="original")`, `torch.sigmoid`, `.all(dim=1)`.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 same_answers = 1.0        # replace with your measurement
 check_agreement(same_answers, model, images, after="layer4.0")
 

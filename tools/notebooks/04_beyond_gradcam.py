@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 04 · Beyond Grad-CAM: other maps, pixel attributions, sanity checks
 #
-# *Part 4 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 65 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
+# *Part 4 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 80 minutes (reading, running the cells, the questions and the exercises).*
 #
 # Notebooks 01 to 03 changed the layer and the model and kept the method. Here we keep the
 # full ResNet and change the **method**: five other CAM rules, a gradient-free one, and two
@@ -163,8 +163,9 @@ for group, title in ((["gradcam", "gradcam++", "xgradcam"], "one weight per chan
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Predict, then check.** LayerCAM's authors say it gives meaningful maps in shallow layers,
-# where Grad-CAM's do not. At `conv1`, will LayerCAM put more, as much, or less of its map on
-# the object than Grad-CAM? Commit (set `my_prediction`), then run the cell: it measures on
+# where Grad-CAM's do not, and notebook 02 found it ahead of Grad-CAM at `conv1`. What about
+# `layer3.1`, halfway up: will LayerCAM put more, as much, or less of its map on the object
+# than Grad-CAM? Commit (set `my_prediction`), then run the cell: it measures on
 # the shipped evidence (3 trained models, 128 held-out images); the scoreboard below then
 # shows every layer.
 
@@ -270,7 +271,7 @@ recorded.check("04 score-cam", table.text, tol=0.02)   # the same on every CPU
 # ## 4b · Why Grad-CAM++ and Score-CAM score low: weights that cannot be negative
 #
 # In the scoreboard Grad-CAM++ is below Grad-CAM at `layer3.1` and at the shallow layers,
-# and Score-CAM is below it above. Both are weighted sums of the same channels A_k, so the
+# and in the 4-image table of section 4 Score-CAM is below Grad-CAM at both layers. Both are weighted sums of the same channels A_k, so the
 # difference is in the weights w_k.
 #
 # **Grad-CAM++, a derivation.** Its closed form (for an exponential score, as in the paper
@@ -454,8 +455,9 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # The error does not fall smoothly. A ReLU network's gradient jumps along the path, so a
-# coarse grid can be right by luck (test 1 at 8 steps: its errors cancel) while a finer one
-# lands on jumps it had skipped; test 1 stalls near 1% even at 256 steps. One good-looking
+# coarse grid can be right by luck (test 1: 0.016 at 16 steps, then 0.044 at 32) while a
+# finer one lands on jumps it had skipped; test 0 hovers near 1% at 64 and 128 steps (0.010,
+# 0.008), and every error stays below 1% only from 128 steps on. One good-looking
 # number proves little: check completeness on a sequence of grids for the images you
 # explain, and report the error with the attributions.
 
@@ -595,7 +597,7 @@ ex
 # **Exercise 1 · LayerCAM by hand.** Write `my_layer_cam(A, G)` returning LayerCAM's raw map
 # `(N, h, w)`, before the final ReLU and scaling.
 
-# %% slideshow={"slide_type": "subslide"}
+# %% tags=["exercise"] slideshow={"slide_type": "subslide"}
 from gradcam_edu.exercises.nb04 import check_completeness_error, check_head_blind, check_layer_cam
 
 
@@ -617,7 +619,7 @@ check_layer_cam(my_layer_cam)
 # the relative error `|sum of attributions - (F(x) - F(x'))| / |F(x) - F(x')|`, one value
 # per image, for attributions `(N, C, H, W)` and scores `(N,)`.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 def completeness_error(attr, f_x, f_base):
     return attr.sum(dim=(1, 2, 3)) - (f_x - f_base)          # replace with your answer
 
@@ -636,7 +638,7 @@ check_completeness_error(completeness_error)
 # **Exercise 3 · Blind to the head.** Which of the six methods of section 1 gives *exactly*
 # the same map at `layer4.1` whatever the weights of `fc` are? Answer with its name.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 check_head_blind("gradcam")                       # replace with your answer
 
 # %% tags=["solution"] jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
@@ -649,7 +651,7 @@ check_head_blind("eigencam")
 # [0, 1], at image size) over the first 16 images, each for its first class (`first[:16]`).
 # Then guess, and measure, the same at `layer4.1`.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 mean_gap = 0.0            # replace with your measurement
 check_map_difference(mean_gap, model, images[:16], first[:16], "layer3.1")
 

@@ -15,7 +15,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 05 · The verdict, and your own model
 #
-# *Part 5 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 85 minutes (reading, running the cells, the questions and the exercises; `python tools/course_time.py`).*
+# *Part 5 of the course "Which layer of a ResNet can Grad-CAM explain?" · about 105 minutes (reading, running the cells, the questions and the exercises).*
 #
 # The source post makes three claims. Notebooks 02 to 04 took them apart; here each one
 # becomes a measurement with a 95% confidence interval and a verdict computed by a stated
@@ -62,7 +62,7 @@ from gradcam_edu.evidence import load_evidence, setting
 from gradcam_edu.exercises.measure import check_seed_means
 from gradcam_edu.exercises.predict import random_fc_question, reveal
 from gradcam_edu.faithfulness_evidence import LAYER_GRIDS, load_faithfulness
-from gradcam_edu.verdict import effect, format_claims, format_effects, seed_margin
+from gradcam_edu.verdict import effect, format_claims, format_effects, seed_bootstrap, seed_margin
 
 torch.manual_seed(0)
 torch.set_num_threads(1)   # tiny models; one thread gives the same numbers on every machine
@@ -286,6 +286,30 @@ for head in ("random fc", "trained fc"):
               "(seed, pair) maps")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
+# Claim (b)'s clarity effect depends on that convention, and on a second property of Gini:
+# a map that is *nearly* empty (a few bright pixels) scores close to 1, very "clear". The
+# cell prints the effect as counted, the effect with every pair where either map is blank
+# left out, and the share of maps with a Gini above 0.9.
+
+# %% slideshow={"slide_type": "fragment"}
+with recorded.tee() as table:   # prints, and keeps the text for the check below
+    for head in ("random fc", "trained fc"):
+        a, b = setting(head=head, layer="conv1"), setting(head=head, layer="layer4.1.conv2")
+        ga, gb = ev.get(a, "clarity"), ev.get(b, "clarity")
+        no_blank = (ga - gb).double().masked_fill((ga == 0) | (gb == 0), float("nan"))
+        mean, low, high, _ = seed_bootstrap(no_blank, ev.image_index)
+        kept = int((~no_blank.isnan().any(0)).sum())
+        print(f"{head}: conv1 - layer4.1.conv2, clarity {effect(ev, a, b, 'clarity').text()} "
+              f"as counted;\n  {mean:+.3f} [{low:+.3f}, {high:+.3f}] on the {kept} of "
+              f"{ga.shape[1]} pairs without a blank map; Gini > 0.9: "
+              f"{float((ga > 0.9).double().mean()):.2f} of conv1's maps, "
+              f"{float((gb > 0.9).double().mean()):.2f} of layer4.1.conv2's")
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "skip"}
+# NBVAL_CHECK_OUTPUT
+recorded.check("05 blank-map sensitivity", table.text, tol=0.002)   # stored scores
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **How much hangs on the margin?** The same effects, judged at a margin of 0, at the seed
 # margin and at 0.03:
 
@@ -368,9 +392,9 @@ recorded.check("05 post decomposition", table.text, tol=0.002)   # stored scores
 #   `measure_claims` checks that the stored scores with and without skip gradients are
 #   identical there (`tests/test_variants.py` checks the maps).
 # * **(a2)** Where skip gradients do arrive, removing them *hurts* at `layer3.1` (-0.082
-#   energy) and at `layer4.0.conv1` (-0.054), helps at `layer4.0` by less than the margin
-#   (+0.011), and at `conv1` the interval [-0.027, +0.019] still reaches above the margin:
-#   **inconclusive** on energy, **unsupported** on clarity. Removing skip gradients also
+#   energy) and at `layer4.0.conv1` (-0.054); at `layer4.0` (+0.011 [+0.007, +0.016]) and at
+#   `conv1` ([-0.027, +0.019]) the intervals still reach above the margin: **inconclusive**
+#   on energy, **unsupported** on clarity. Removing skip gradients also
 #   means the backward pass is no longer the model's gradient; "skip dilution" is not what
 #   makes these maps worse.
 # * **(a3) mixed.** With the trained `fc`, adding the skip (`bn2 + skip - bn2`) is the large
@@ -378,18 +402,22 @@ recorded.check("05 post decomposition", table.text, tol=0.002)   # stored scores
 #   energy). With the post's random `fc` it is +0.009 [-0.022, +0.032] on energy and
 #   +0.009 [-0.013, +0.025] on clarity, not beyond the margin: the block's increment alone
 #   is a worse map only when the head is trained.
-# * **(b) inconclusive on energy, mixed on clarity.** With the post's random `fc` (its own
-#   comparison), `conv1` minus `layer4.1.conv2` is +0.000 [-0.043, +0.054] on energy: the
-#   interval is wide, neither shown nor ruled out; with the trained `fc` `conv1` is *worse*
-#   (-0.065). On clarity the post is right in its own setting: with the random `fc`, `conv1`
-#   is clearer by +0.095 [+0.029, +0.158]. The random head leaves the map at
-#   `layer4.1.conv2` blank in 68 of 573 maps (Gini 0, the table above; 2 at `conv1`), which
-#   pulls that mean down; with the trained `fc` no map there is blank, and neither interval
-#   clears the margin. With the trained head, the purpose table below puts
+# * **(b) inconclusive on energy, mixed on clarity, and the clarity half rests on a
+#   convention.** With the post's random `fc` (its example 2 keeps example 1's
+#   `model.fc = nn.Linear(512, 1000)`), `conv1` minus `layer4.1.conv2` is +0.000 [-0.043,
+#   +0.054] on energy: the interval is wide, neither shown nor ruled out; with the trained
+#   `fc` `conv1` is *worse* (-0.065). On clarity, with the random `fc`, `conv1` is clearer by
+#   +0.095 [+0.029, +0.158] as counted, and the rule calls (b) *mixed*. But the random head
+#   leaves the map at `layer4.1.conv2` blank in 68 of 573 maps (Gini 0; 2 at `conv1`);
+#   without the pairs where a map is blank the effect is +0.030 [-0.025, +0.082], which no
+#   longer clears the margin; and 0.41 of `conv1`'s maps are nearly empty (Gini > 0.9), a
+#   score Gini gives to a map that shows almost nothing. So the post's "clearer" holds only
+#   under one way of counting empty maps; we report it, and do not lean on it. With the
+#   trained `fc` no map there is blank, and neither interval clears the margin. With the trained head, the purpose table below puts
 #   `conv1`'s Gini below the block outputs' and above `layer4.1.conv2`'s: its grid is finer,
 #   its mass is not more concentrated.
 # * **(c) confounded on energy, inconclusive on clarity.** Cutting alone never clears the
-#   margin in any of the six settings; with the probe, the fair head for each depth, the cut
+#   margin in the claimed direction in any of the six settings; with the probe, the fair head for each depth, the cut
 #   is worse beyond the margin at `layer4.0` (-0.048) and within it at `layer4.0.conv1`
 #   (-0.017). The post's comparison (+0.242) is real. The step-by-step table shows where it
 #   comes from: depth adds -0.002; the rest is the head and the hook point **together**.
@@ -398,7 +426,8 @@ recorded.check("05 post decomposition", table.text, tol=0.002)   # stored scores
 #   interaction is +0.156. Each factor alone is small in one of the two orders; together
 #   they make the +0.242.
 # * **The margin matters** (the table of margins above). At a margin of 0, (c) on energy
-#   becomes *inconclusive* (one interval, +0.002 [-0.008, +0.011], reaches above 0) and
+#   becomes *inconclusive* (two intervals reach above 0: +0.002 [-0.008, +0.011] and -0.002
+#   [-0.008, +0.003]) and
 #   (a2) on energy *mixed*; at 0.03, (a2) on energy becomes *unsupported* and (b) on
 #   clarity *inconclusive*. The verdicts
 #   in the text are those at the seed margin. The many intervals in this notebook are not
@@ -422,9 +451,16 @@ recorded.check("05 post decomposition", table.text, tol=0.002)   # stored scores
 # its 95% interval over images. One seed and 16 images: a smaller, noisier version of the
 # evidence above, for seeing, not for verdicts.
 #
+# Until your first click, "before your last change" is the post's example 1. The hook points
+# are those of the model's **last block** ("block conv1" is that block's first convolution,
+# the post's example 3 hooks it in the cut model; not the stem's `conv1` of claim (b)), and
+# the random `fc` is one random draw (seed 0).
+#
 # Try: set the comparison to "before your last change" and turn the skip gradient off. At
 # every hook point the lab offers, the maps do not change: no skip carries gradient into the
-# last block's branch or its output (claim (a), by derivation). Then move the hook point
+# last block's branch or its output (claim (a), by derivation). This toggle cannot show
+# anything else here, by design: where skip gradients do arrive (claim (a2), `layer3.1`,
+# `layer4.0.conv1`) the tables of section 3 measured their effect. Then move the hook point
 # from `conv2` to the sum before the ReLU, with the trained head and with the random one
 # (claim (a3)).
 
@@ -611,7 +647,9 @@ for bug in post.post_bugs(user_model, x_in, target, "layer4.1.conv2", class_name
 # Two of them change the science, not just the code. The random `fc` of examples 1 and 2
 # makes their maps explain a random head (claim (b) above measured what that does). The
 # division by the maximum turns a map that the ReLU blanked into NaN: the blank maps that
-# section 3 counted would have been NaN in the post's code. Example 3's `ModifiedResNet`
+# section 3 counted would have been NaN in the post's code. (`post.nan_case` searches the
+# classes, least likely first, for one whose map is blank here; the class it finds need not
+# be in the image, but section 3 counted such maps for classes that are.) Example 3's `ModifiedResNet`
 # (also in `gradcam_edu.post`, as written) is the package's `truncate`, with the module
 # names changed:
 
@@ -635,6 +673,8 @@ for ax, (title, cam) in zip(axes, fixed.items(), strict=True):
     ax.imshow(post.fixed_display(x[0], cam))
     ax.set_title(title, fontsize=9)
     ax.axis("off")
+fig.colorbar(plt.cm.ScalarMappable(cmap=viz.HEAT_CMAP), ax=axes.tolist(), shrink=0.8,
+             label="map value (0 to 1)")
 fig.suptitle(f"The post's three examples, fixed: Grad-CAM for '{class_names[target]}'",
              fontsize=10)
 plt.show()
@@ -659,21 +699,26 @@ for ax, (name, r) in zip(axes, rows.items(), strict=True):
     ax.imshow(post.fixed_display(x[0], r["map"]))
     ax.set_title(f"{name} ({'x'.join(map(str, r['grid']))})", fontsize=9)
     ax.axis("off")
+fig.colorbar(plt.cm.ScalarMappable(cmap=viz.HEAT_CMAP), ax=axes.tolist(), shrink=0.8,
+             label="map value (0 to 1)")
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# Read it against the purpose table above, not on its own: one image is an example, not a
-# measurement. `conv1` draws edges on its fine grid whatever the class; the last block's map
+# Read it against the purpose table and the faithfulness table above, not on its own: one
+# image is an example, not a measurement, and a single image can disagree with both (on the
+# shapes image of the fallback, `conv1` deletes best, while over the evidence's images it is
+# the worst layer by deletion). `conv1` draws edges on its fine grid whatever the class; the last block's map
 # is what the trained head used; the cut's `layer4.0` map comes from a head that was trained
 # on `layer4.1`'s features.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The explorer takes the same model, a list of PIL images (or tensors, or a data set) and, for
 # ImageNet models, the normalisation to apply before the model (the views always show the
-# image itself). Its **upload** button adds your own files while it runs.
+# image itself). With ImageNet weights it opens on the cat; without them, on shapes images. Its **upload** button adds your own files while it runs.
 
 # %% slideshow={"slide_type": "fragment"}
-ex = Explorer(user_model, [photo], class_names=class_names, preprocess=preprocess,
+shown = [photo] if preprocess is not None else images[:12]   # the shapes model: shapes images
+ex = Explorer(user_model, shown, class_names=class_names, preprocess=preprocess,
               target=target, layer="layer4")
 ex
 
@@ -701,8 +746,7 @@ print("Grad-CAM at features.12:", tuple(heat.shape), "values in [0, 1]:",
 #
 # * **The last block's output** (`layer4`): there Grad-CAM is exactly CAM of the trained
 #   head (a derivation: the head is a global average pool and a linear layer, so the
-#   gradient is the same at every position), and its raw cells (before the ReLU and the
-#   min-max) sum to the logit minus the head's bias. Deletion agrees: its top pixels are what
+#   gradient is the same at every position; notebook 02, section 5). Deletion agrees: its top pixels are what
 #   the score depends on (section on faithfulness), on a coarse grid whose ceiling must be
 #   read beside its energy.
 # * **Inside a block** (`conv2`): the map explains the block's increment, not the features,
@@ -728,7 +772,7 @@ print("Grad-CAM at features.12:", tuple(heat.shape), "values in [0, 1]:",
 # and measures +0.10 [+0.05, +0.15]. Depth alone was measured in two settings of the head:
 # +0.06 [+0.03, +0.09] and -0.03 [-0.05, -0.01]. With a margin of 0, which verdict?
 
-# %% slideshow={"slide_type": "subslide"}
+# %% tags=["exercise"] slideshow={"slide_type": "subslide"}
 from gradcam_edu.exercises.nb05 import check_last_block, check_model_input, check_verdict
 
 answer = "supported"                                    # replace with your answer
@@ -744,7 +788,7 @@ check_verdict("mixed", isolated=[(0.06, 0.03, 0.09), (-0.03, -0.05, -0.01)],
 # shipped models: a float tensor (1, 3, 224, 224) in [0, 1], short side resized to 224 and
 # centre-cropped, without using `load_image_file`.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 import torchvision.transforms.functional as TF
 
 my_x = TF.to_tensor(Image.open(path).convert("RGB").resize((224, 224)))   # replace
@@ -760,7 +804,7 @@ check_model_input(my_x, path)
 # **Exercise 3 · The CAM layer of a bigger ResNet.** In torchvision's ResNet-50, which capture
 # name gives the output of the last residual block (where Grad-CAM is CAM)?
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 resnet50 = torchvision_resnet("resnet50", weights="random")
 check_last_block(resnet50, "layer4.2.conv3")               # replace with your answer
 
@@ -774,7 +818,7 @@ check_last_block(resnet50, "layer4.2")
 # seed, as a list in the order of `ev.seeds`. `ev.get(s, "energy")` has shape (seeds, pairs).
 # Then compare its spread with the margin printed in section 2.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% tags=["exercise"] slideshow={"slide_type": "fragment"}
 per_seed_energy = [0.2, 0.2, 0.2]      # replace with your measurement
 check_seed_means(per_seed_energy, ev, setting(layer="layer4.1"))
 

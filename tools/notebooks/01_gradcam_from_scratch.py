@@ -437,6 +437,9 @@ ex
 # not right. Solutions are in the collapsed cells (click the three dots to open one): try
 # first, they are not executed in the committed notebook.
 #
+# The first exercises practise what the notebook showed, as warm-ups; the last one asks for a
+# **new measurement**, a number no cell above prints.
+#
 # **Exercise 1 · The channel weights.** From the `G` captured above, compute Grad-CAM's
 # channel weights `alpha_1` (one per image and channel).
 

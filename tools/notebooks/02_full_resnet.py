@@ -511,6 +511,9 @@ ex
 # Checkers come from `gradcam_edu.exercises`. The solutions are in the collapsed cells
 # (click the three dots to open one); they are not executed in the committed notebook: try first.
 #
+# The first exercises practise what the notebook showed, as warm-ups; the last one asks for a
+# **new measurement**, a number no cell above prints.
+#
 # **Exercise 1 · Naming the call.** Which capture name gives the same tensor as the output of
 # block `layer4.1`?
 

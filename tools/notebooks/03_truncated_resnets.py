@@ -399,6 +399,9 @@ ex
 # Checkers come from `gradcam_edu.exercises`. The solutions are in the collapsed cells
 # (click the three dots to open one); they are not executed in the committed notebook: try first.
 #
+# The first exercises practise what the notebook showed, as warm-ups; the last one asks for a
+# **new measurement**, a number no cell above prints.
+#
 # **Exercise 1 · Cut by hand.** Write `cut_logits(model, x)` returning the logits of the model
 # cut after `layer3.1` with the head `head` (a `Linear(64, 6)`, given), using only the
 # model's modules.

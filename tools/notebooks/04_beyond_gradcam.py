@@ -594,6 +594,9 @@ ex
 # Checkers come from `gradcam_edu.exercises`. The solutions are in the collapsed cells
 # (click the three dots to open one); they are not executed in the committed notebook: try first.
 #
+# The first exercises practise what the notebook showed, as warm-ups; the last one asks for a
+# **new measurement**, a number no cell above prints.
+#
 # **Exercise 1 · LayerCAM by hand.** Write `my_layer_cam(A, G)` returning LayerCAM's raw map
 # `(N, h, w)`, before the final ReLU and scaling.
 

@@ -768,6 +768,9 @@ print("Grad-CAM at features.12:", tuple(heat.shape), "values in [0, 1]:",
 # Checkers come from `gradcam_edu.exercises`. The solutions are in the collapsed cells
 # (click the three dots to open one); they are not executed in the committed notebook: try first.
 #
+# The first exercises practise what the notebook showed, as warm-ups; the last one asks for a
+# **new measurement**, a number no cell above prints.
+#
 # **Exercise 1 · Apply the rule.** A claim's source comparison changes the depth and the head
 # and measures +0.10 [+0.05, +0.15]. Depth alone was measured in two settings of the head:
 # +0.06 [+0.03, +0.09] and -0.03 [-0.05, -0.01]. With a margin of 0, which verdict?

@@ -6,8 +6,9 @@ In a notebook::
     reveal(my_prediction, gradient_weights_question(model, images, masks, classes, LAYER))
 
 While ``my_prediction`` is None the cell lists the options and measures nothing, so the
-committed notebook (and a reader who has not run it) never shows the answer. With a
-prediction, the measurement runs and the cell prints it beside the prediction.
+committed cell (and a reader who has not run it) shows no answer; later cells of the
+notebook may print it, and the notebooks say so. With a prediction, the measurement runs and
+the cell prints it beside the prediction.
 
 Each ``*_question`` function returns a :class:`Question`; its ``measure`` is a real
 measurement (the package's metrics and the verdict module's intervals), never a stored answer.

@@ -284,7 +284,7 @@ plt.show()
 # yellow and cyan bands that draw edges the data does not have, and makes any bump look
 # important.
 #
-# **Predict, then check.** Grad-CAM weights each channel by its mean gradient. Is that
+# **Predict, then check** (before you scroll on: later cells print the answer). Grad-CAM weights each channel by its mean gradient. Is that
 # weighting what puts the map on the object? Set `my_prediction` to one of the options the
 # cell prints, then run it again: only then does it measure, on the 48 images.
 

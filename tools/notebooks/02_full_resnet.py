@@ -361,7 +361,7 @@ plt.show()
 # block outputs of the deeper stages).
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Predict, then check.** The post's example 1 hooks `layer4.1.conv2`, inside the last
+# **Predict, then check** (before you scroll on: later cells print the answer). The post's example 1 hooks `layer4.1.conv2`, inside the last
 # block. With the trained head, will its map put more, as much, or less of its mass on the
 # object than the block's output? Commit to an answer (set `my_prediction`), then run the
 # cell: it measures on the shipped evidence (3 trained models, 128 held-out images).

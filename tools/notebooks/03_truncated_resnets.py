@@ -165,7 +165,7 @@ recorded.check("03 variant accuracy", table.text, tol=0.005)   # the same on eve
 # `layer2.1`.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Predict, then check.** The probe classifies the cut model better than the original `fc`.
+# **Predict, then check** (before you scroll on: later cells print the answer). The probe classifies the cut model better than the original `fc`.
 # Does a better head also give a map that sits more on the object? Commit to an answer (set
 # `my_prediction`), then run the cell: it measures Grad-CAM at `layer4.0` of the cut model,
 # probe against original `fc`, on the shipped evidence (3 trained models, 128 images).

@@ -162,7 +162,7 @@ for group, title in ((["gradcam", "gradcam++", "xgradcam"], "one weight per chan
 # 02's grid effect). A figure shows one image; the scoreboard below measures all of them.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Predict, then check.** LayerCAM's authors say it gives meaningful maps in shallow layers,
+# **Predict, then check** (before you scroll on: later cells print the answer). LayerCAM's authors say it gives meaningful maps in shallow layers,
 # where Grad-CAM's do not, and notebook 02 found it ahead of Grad-CAM at `conv1`. What about
 # `layer3.1`, halfway up: will LayerCAM put more, as much, or less of its map on the object
 # than Grad-CAM? Commit (set `my_prediction`), then run the cell: it measures on

@@ -168,7 +168,7 @@ def clarity_examples(layer="layer4.0", n=3):
 clarity_examples()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Predict, then check.** Claim (b) as the post ran it, with its random `fc`: is Grad-CAM at
+# **Predict, then check** (before you scroll on: later cells print the answer). Claim (b) as the post ran it, with its random `fc`: is Grad-CAM at
 # `conv1` clearer (a higher Gini) than at `layer4.1.conv2`? Commit to an answer (set
 # `my_prediction`), then run the cell; section 3 then judges the claim in every setting.
 

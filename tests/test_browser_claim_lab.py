@@ -11,7 +11,6 @@ Chromium or playwright (fails under ``CI=true``), as the other browser tests do.
 
 from __future__ import annotations
 
-import json
 import time
 
 import nbformat
@@ -30,6 +29,7 @@ from test_browser import (
     _shot,
     _wait_image_change,
     _wait_kernel_idle,
+    rerun_cell,
 )
 
 browser, page = harness.browser, harness.page  # the harness's fixtures (page uses our lab)
@@ -50,7 +50,6 @@ cl
     """
 # run again by the test after its clicks: the kernel's view of the lab
 import hashlib
-import json
 
 print("STATE", json.dumps({**cl.state, "lines": cl.difference_lines(),
                            "current_sha256": hashlib.sha256(cl.current_image.value).hexdigest(),
@@ -96,20 +95,9 @@ def _difference(page) -> str:
 
 
 def _kernel_state(page, lab) -> dict:
-    cell = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell",
-                        has_text="the kernel's view of the lab")
-    out = cell.locator(".jp-OutputArea-output")
-    before = out.inner_text() if out.count() else ""
-    cell.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Shift+Enter")
-    deadline = time.monotonic() + CHANGE_S
-    while (not out.count() or out.inner_text() == before) and time.monotonic() < deadline:
-        page.wait_for_timeout(200)
-    _wait_kernel_idle(page, lab, timeout=CHANGE_S)
-    line = next((t for t in out.inner_text().splitlines() if t.startswith("STATE ")), None)
-    assert line, f"no state printed: {out.inner_text()!r}"
+    cell, state = rerun_cell(page, lab, "the kernel's view of the lab", "STATE ")
     _shot(page, "claim-lab-3-kernel-state", cell)
-    return json.loads(line[len("STATE "):])
+    return state
 
 
 def test_claim_lab_in_browser(page, lab):

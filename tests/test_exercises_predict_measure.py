@@ -195,3 +195,20 @@ def test_seed_means_by_hand():
 def test_random_fc_question_reads_clarity():
     answer, report = predict.random_fc_question().measure()
     assert report.startswith("clarity:") and answer in (*predict.DIRECTIONS, predict.UNSETTLED)
+
+
+def test_map_difference_by_hand_where_the_methods_part():
+    """A green square overlapping half of the red one: for class 0 Grad-CAM keeps
+    relu(A0 - A1), the red-only 4 x 2 pixels; LayerCAM keeps relu(G) A = A0, the whole red
+    4 x 4 square. The maps differ by -1 on the 8 overlap pixels of 16 x 16."""
+    model = hand_model()
+    x = torch.zeros(1, 3, S, S)
+    x[:, 0, 2:6, 2:6] = 1.0
+    x[:, 1, 2:6, 4:8] = 1.0
+    methods = ("gradcam", "layercam")
+    # (finalize's 1e-7 guard against a zero range moves the 1/hw maps' values by 3e-5)
+    assert measure.map_difference(model, x, [0], "1", methods) == pytest.approx(8 / 256,
+                                                                                 abs=1e-5)
+    assert measure.check_map_difference(8 / 256, model, x, [0], "1", methods)
+    signed = measure.check_map_difference(-8 / 256, model, x, [0], "1", methods)
+    assert not signed and "signed" in str(signed)

@@ -93,12 +93,19 @@ def target_shares(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, target
                   layers: Sequence[str]) -> dict[str, float]:
     """Target share of Grad-CAM for ``target_class`` on one image ``x`` ``(1, 3, H, W)``
     holding two objects, whose masks ``(2, H, W)`` are ordered target first."""
+    return _target_shares_both_ways(model, x, masks, target_class, layers)[0]
+
+
+def _target_shares_both_ways(model: nn.Module, x: torch.Tensor, masks: torch.Tensor,
+                             target_class: int, layers: Sequence[str]
+                             ) -> tuple[dict[str, float], dict[str, float]]:
+    """Target shares with the masks in the given order and swapped, from one set of maps."""
     if x.ndim != 4 or x.shape[0] != 1 or masks.ndim != 3 or masks.shape[0] != 2:
         raise ValueError(f"x, masks: expected one image (1, 3, H, W) and its two masks "
                          f"(2, H, W), got {tuple(x.shape)} and {tuple(masks.shape)}")
     maps = explain(model, x, list(layers), target_class)
-    return {la: float(target_share(maps[la]["gradcam"], masks[:1], masks[1:])[0])
-            for la in layers}
+    return tuple({la: float(target_share(maps[la]["gradcam"], a, b)[0]) for la in layers}
+                 for a, b in ((masks[:1], masks[1:]), (masks[1:], masks[:1])))
 
 
 def check_target_shares(values: object, model: nn.Module, x: torch.Tensor,
@@ -108,8 +115,7 @@ def check_target_shares(values: object, model: nn.Module, x: torch.Tensor,
     if not isinstance(values, Mapping) or set(values) != set(layers):
         got = sorted(values) if isinstance(values, Mapping) else _describe(values)
         return Verdict(False, f"expected a dict with the keys {list(layers)}, got {got}.")
-    ref = target_shares(model, x, masks, target_class, layers)
-    swapped = target_shares(model, x, masks.flip(0), target_class, layers)
+    ref, swapped = _target_shares_both_ways(model, x, masks, target_class, layers)
     for la in layers:
         got = _compare(values[la], ref[la], f"target share at {la}", 1e-4, {
             f"at {la} you measured the share on the other object: target mask first "
@@ -126,19 +132,24 @@ def _answers(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(model(images)) > 0.5
 
 
+def _agreements(model: nn.Module, images: torch.Tensor, after: str) -> tuple[float, float]:
+    """(share of images whose six answers all agree, share of single answers that agree)
+    between the full model and the model cut after ``after`` with its original fc."""
+    same = _answers(model, images) == _answers(truncate(model, after, head="original"), images)
+    return float(same.all(dim=1).float().mean()), float(same.float().mean())
+
+
 def agreement(model: nn.Module, images: torch.Tensor, after: str = "layer4.0") -> float:
     """Share of ``images`` on which the model cut after ``after`` with its original fc gives
     exactly the full model's six yes/no answers (p > 0.5)."""
-    cut = truncate(model, after, head="original")
-    return float((_answers(model, images) == _answers(cut, images)).all(dim=1).float().mean())
+    return _agreements(model, images, after)[0]
 
 
 def check_agreement(value: object, model: nn.Module, images: torch.Tensor,
                     after: str = "layer4.0") -> Verdict:
     """Notebook 03: how often the cut model (original fc) agrees with the full model."""
-    full, cut = _answers(model, images), _answers(truncate(model, after, head="original"), images)
-    per_answer = float((full == cut).float().mean())
-    return _compare(value, agreement(model, images, after),
+    per_image, per_answer = _agreements(model, images, after)
+    return _compare(value, per_image,
                     f"share of images with the same six answers after cutting at {after}", 1e-6,
                     {"that counts single yes/no answers; an image agrees only when all six "
                      "answers agree (.all(dim=1)).": per_answer})
@@ -149,17 +160,22 @@ def map_difference(model: nn.Module, images: torch.Tensor, targets: Sequence[int
                    methods: tuple[str, str] = ("gradcam", "hirescam")) -> float:
     """Mean absolute difference of two methods' displayed maps (ReLU, min-max, at input size)
     over ``images`` and their ``targets``."""
+    return _map_gaps(model, images, targets, layer, methods)[0]
+
+
+def _map_gaps(model: nn.Module, images: torch.Tensor, targets: Sequence[int], layer: str,
+              methods: tuple[str, str]) -> tuple[float, float]:
+    """(mean |map_a - map_b|, mean map_a - map_b) from one set of maps."""
     maps = explain(model, images, [layer], list(targets), methods=methods)[layer]
-    return float((maps[methods[0]] - maps[methods[1]]).abs().mean())
+    gap = maps[methods[0]] - maps[methods[1]]
+    return float(gap.abs().mean()), float(gap.mean())
 
 
 def check_map_difference(value: object, model: nn.Module, images: torch.Tensor,
                          targets: Sequence[int], layer: str,
                          methods: tuple[str, str] = ("gradcam", "hirescam")) -> Verdict:
     """Notebook 04: mean |map_a - map_b| of two methods' displayed maps at ``layer``."""
-    ref = map_difference(model, images, targets, layer, methods)
-    maps = explain(model, images, [layer], list(targets), methods=methods)[layer]
-    signed = float((maps[methods[0]] - maps[methods[1]]).mean())
+    ref, signed = _map_gaps(model, images, targets, layer, methods)
     return _compare(value, ref, f"mean |{methods[0]} - {methods[1]}| at {layer}", 1e-4,
                     {"that is the mean signed difference; take the absolute value first "
                      "(.abs().mean()).": signed})

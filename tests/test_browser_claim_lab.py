@@ -50,6 +50,7 @@ cl
     """
 # run again by the test after its clicks: the kernel's view of the lab
 import hashlib
+import json
 
 print("STATE", json.dumps({**cl.state, "lines": cl.difference_lines(),
                            "current_sha256": hashlib.sha256(cl.current_image.value).hexdigest(),

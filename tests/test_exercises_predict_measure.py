@@ -212,3 +212,16 @@ def test_map_difference_by_hand_where_the_methods_part():
     assert measure.check_map_difference(8 / 256, model, x, [0], "1", methods)
     signed = measure.check_map_difference(-8 / 256, model, x, [0], "1", methods)
     assert not signed and "signed" in str(signed)
+
+
+def test_the_random_fc_question_says_how_many_maps_are_blank():
+    a, b = setting(head="random fc", layer="conv1"), setting(head="random fc",
+                                                            layer="layer4.1.conv2")
+    ev = Evidence(scores={setting_key(a): {"clarity": torch.tensor([[0.0, 0.9, 0.8],
+                                                                    [0.7, 0.9, 0.8]])},
+                          setting_key(b): {"clarity": torch.tensor([[0.0, 0.0, 0.5],
+                                                                    [0.0, 0.6, 0.5]])}},
+                  image_index=torch.tensor([0, 1, 2]), target_class=torch.tensor([0, 0, 1]),
+                  seeds=(0, 1), meta={})
+    _, report = predict.random_fc_question(ev).measure()
+    assert "conv1 1, layer4.1.conv2 3 of 6 (seed, pair) maps" in report

@@ -151,10 +151,12 @@ def gradient_weights_question(model: nn.Module, images: torch.Tensor,
 
 # ----------------------------------------------------------------------------- notebooks 02-05
 def evidence_question(text: str, first: Mapping[str, str], second: Mapping[str, str],
-                      metric: str = "energy", ev: Evidence | None = None) -> Question:
+                      metric: str = "energy", ev: Evidence | None = None,
+                      caveat: Callable[[Evidence], str] | None = None) -> Question:
     """``score(first) - score(second)`` from the shipped evidence (3 training seeds x the
     held-out pairs): "higher" / "about the same" / "lower" beyond the seed margin of
-    :func:`gradcam_edu.verdict.seed_margin`, with the two-stage interval of the verdict."""
+    :func:`gradcam_edu.verdict.seed_margin`, with the two-stage interval of the verdict.
+    ``caveat(ev)``: a line the report adds after the measurement (what it depends on)."""
     def measure() -> tuple[str, str]:
         data = load_evidence() if ev is None else ev
         e = effect(data, first, second, metric)
@@ -163,6 +165,8 @@ def evidence_question(text: str, first: Mapping[str, str], second: Mapping[str, 
         report = (f"{metric}: {a:.3f} vs {b:.3f}; difference {e.text()} over {e.pairs} pairs "
                   f"of {e.images} images and {e.seeds} training seeds (95% interval; it counts "
                   f"beyond the margin {margin:.3f}).")
+        if caveat is not None:
+            report += "\n" + caveat(data)
         return direction(e, margin), report
 
     return Question(text, DIRECTIONS, measure)
@@ -200,4 +204,15 @@ def random_fc_question(ev: Evidence | None = None) -> Question:
         "With the post's random fc, is Grad-CAM's map at conv1 clearer (a higher Gini: mass "
         "more concentrated) than at layer4.1.conv2, about as clear, or less clear?",
         setting(head="random fc", layer="conv1"),
-        setting(head="random fc", layer="layer4.1.conv2"), metric="clarity", ev=ev)
+        setting(head="random fc", layer="layer4.1.conv2"), metric="clarity", ev=ev,
+        caveat=_blank_caveat)
+
+
+def _blank_caveat(ev: Evidence) -> str:
+    """How many of claim (b)'s random-fc maps are blank (Gini 0), which the mean counts."""
+    blank = {la: ev.get(setting(head="random fc", layer=la), "clarity")
+             for la in ("conv1", "layer4.1.conv2")}
+    counts = ", ".join(f"{la} {int((g == 0).sum())}" for la, g in blank.items())
+    n = next(iter(blank.values())).numel()
+    return (f"But it counts blank maps (Gini 0): {counts} of {n} (seed, pair) maps. Section 3 "
+            "measures the effect without them, and how often each layer's map is blank.")

@@ -421,7 +421,7 @@ recorded.check("02 scoreboard hirescam layercam", table.text, tol=0.02)   # the 
 #   ceiling 0.58); the last block's output `layer4` gets 0.20, `layer4.1.conv2` 0.14 and
 #   `conv1` 0.08, against 0.04 for a uniform map. The ceiling is the best energy any map on
 #   that grid can reach (notebook 01): on 7 x 7 it is 0.58, far above what any layer scores.
-#   **Claim (b) does not hold** for Grad-CAM: at `conv1` its energy is far below its grid's
+#   **Claim (b) does not hold** for Grad-CAM with the trained head: at `conv1` its energy is far below its grid's
 #   ceiling (1.00), and its target share (0.52) is close to 0.5, no preference for the class
 #   asked.
 # * The elementwise methods do better at `conv1` (HiResCAM: energy 0.20, target share 0.75):

@@ -409,11 +409,15 @@ recorded.check("05 post decomposition", table.text, tol=0.002)   # stored scores
 #   `fc` `conv1` is *worse* (-0.065). On clarity, with the random `fc`, `conv1` is clearer by
 #   +0.095 [+0.029, +0.158] as counted, and the rule calls (b) *mixed*. But the random head
 #   leaves the map at `layer4.1.conv2` blank in 68 of 573 maps (Gini 0; 2 at `conv1`);
-#   without the pairs where a map is blank the effect is +0.030 [-0.025, +0.082], which no
-#   longer clears the margin; and 0.41 of `conv1`'s maps are nearly empty (Gini > 0.9), a
-#   score Gini gives to a map that shows almost nothing. So the post's "clearer" holds only
-#   under one way of counting empty maps; we report it, and do not lean on it. With the
-#   trained `fc` no map there is blank, and neither interval clears the margin. With the trained head, the purpose table below puts
+#   without the pairs where a map is blank the effect is +0.030 [-0.025, +0.082], whose
+#   interval reaches below the margin (on those pairs (b) would be *inconclusive*). Most of
+#   the as-counted effect is that the random head blanks `layer4.1.conv2`'s map more often,
+#   not that non-blank `conv1` maps are more concentrated. (Gini also rewards a few bright
+#   pixels: 0.41 of `conv1`'s maps with the random `fc` and 0.49 with the trained one score
+#   above 0.9.) Blank maps count as 0 in the main analysis; read the verdict with the
+#   blank-map cell beside it. The random `fc` is one draw (seed 0) for all three models. With
+#   the trained `fc` no map at `layer4.1.conv2` is blank (2 of 573 at `conv1`), and neither
+#   interval clears the margin. With the trained head, the purpose table below puts
 #   `conv1`'s Gini below the block outputs' and above `layer4.1.conv2`'s: its grid is finer,
 #   its mass is not more concentrated.
 # * **(c) confounded on energy, inconclusive on clarity.** Cutting alone never clears the

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .capture import capture
-from .inputs import check_images, model_mode, run_model
+from .inference import inference_forward
+from .inputs import check_images, model_mode
 from .targets import Target, class_indices, select_target, target_scores
 
 EPS = 1e-7
@@ -362,13 +363,13 @@ def _masked_scores(model: nn.Module, x: torch.Tensor, picked: torch.Tensor, targ
     """The target score of image i masked by each of its channels ``picked[i]`` ``(N, k, h, w)``
     -> ``(N, k)``. Masks are made per batch (upsampled, min-max scaled), never all at once;
     batches mix images; an all-zero channel's mask is 0, so all of an image's all-zero
-    channels share one forward of ``x * 0``; on the CPU the batches are channels-last."""
+    channels share one forward of ``x * 0``; the batches run through
+    :func:`gradcam_edu.inference.inference_forward` (a frozen copy of the model on the CPU)."""
     n, k = picked.shape[:2]
     dead = picked.flatten(2).abs().amax(-1) == 0
     img, pos = (~dead).nonzero(as_tuple=True)
     zero_img = dead.any(dim=1).nonzero()[:, 0]
     img, pos = torch.cat([img, zero_img]), torch.cat([pos, torch.full_like(zero_img, -1)])
-    fmt = torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
     scores = []
     with torch.inference_mode():
         for start in range(0, len(img), batch_size):
@@ -378,10 +379,7 @@ def _masked_scores(model: nn.Module, x: torch.Tensor, picked: torch.Tensor, targ
             lo, hi = torch.aminmax(masks.flatten(1), dim=1)
             masks = (masks - lo[:, None, None, None]) / (hi - lo + EPS)[:, None, None, None]
             masks[p < 0] = 0
-            batch = torch.empty((len(i), *x.shape[1:]), dtype=x.dtype, device=x.device,
-                                memory_format=fmt)
-            torch.mul(x[i], masks, out=batch)
-            logits = run_model(model, batch)
+            logits = inference_forward(model, x[i] * masks)
             scores.append(target_scores(logits, select_target(target, n, index=i)))
     scores = torch.cat(scores).clone()                # a normal tensor, not an inference one
     out = scores.new_zeros(n, k)

@@ -41,12 +41,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .inputs import check_images, model_mode, run_model, warn_non_finite
+from .inputs import (
+    HOOK_DICTS,
+    check_images,
+    hook_count,
+    hook_ids,
+    model_mode,
+    run_model,
+    warn_non_finite,
+)
 from .targets import Target, target_scores
 
-__all__ = ["Capture", "Target", "capturable_layers", "capture", "call_name", "check_images",
-           "hook_count", "input_gradient", "model_mode", "record", "resolve_layer",
-           "run_model", "split_call", "target_scores"]
+__all__ = ["HOOK_DICTS", "Capture", "Target", "call_name", "capturable_layers", "capture",
+           "check_images", "hook_count", "hook_ids", "input_gradient", "model_mode", "record",
+           "resolve_layer", "run_model", "split_call", "target_scores"]
 
 LayerSpec = str | nn.Module
 
@@ -63,21 +71,6 @@ def call_name(base: str, k: int, calls: int) -> str:
     """The capture name of call ``k`` of a module that ran ``calls`` times: ``base`` when it
     ran once, ``"base#k"`` otherwise (the inverse of :func:`split_call`)."""
     return base if calls == 1 else f"{base}#{k}"
-
-
-HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-"""Where an ``nn.Module`` keeps its hooks."""
-
-
-def hook_ids(model: nn.Module) -> set[tuple[int, str, int]]:
-    """``(module id, hook dict, hook id)`` of every hook registered on ``model``'s modules."""
-    return {(id(m), d, k) for m in model.modules() for d in HOOK_DICTS for k in getattr(m, d)}
-
-
-def hook_count(model: nn.Module) -> int:
-    """Forward, pre-forward and backward hooks currently registered on ``model``'s modules
-    (0 after every capture has closed)."""
-    return len(hook_ids(model))
 
 
 def split_call(name: str) -> tuple[str, int | None]:
@@ -236,6 +229,7 @@ class Capture:
             handed = output.clone()
             self._handed.append((key, handed))
             return handed
+        hook.from_capture = True   # a capture's own: inert outside its forward (see inference)
         return hook
 
     def _settle(self) -> bool:

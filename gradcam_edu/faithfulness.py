@@ -10,7 +10,8 @@ Deletion and insertion run many masked forwards per map; :func:`perturbation_cur
 many maps of many images at once: the substrate (black, blurred) is made once per image, the
 unperturbed and the fully perturbed images are scored once per image (not once per map), a
 perturbed image that two maps of one image share (the same pixel set) is scored once, and
-the rest go through the model ``batch_size`` at a time, channels-last, in inference mode.
+the rest go through the model ``batch_size`` at a time, in inference mode, through
+:func:`gradcam_edu.inference.inference_forward` (a frozen copy of the model on the CPU).
 :mod:`gradcam_edu.faithfulness_board` runs them for every layer and method of a scoreboard.
 """
 
@@ -25,7 +26,7 @@ from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
 from .capture import check_images, model_mode
-from .inputs import run_model
+from .inference import inference_forward
 from .models import probabilities, probability_kind
 from .targets import Target, select_target, target_scores
 
@@ -119,7 +120,7 @@ def _unique_jobs(orders: torch.Tensor, keys: torch.Tensor, image_index: torch.Te
 
 
 def _run_batches(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([run_model(model, images[s:s + batch_size])
+    return torch.cat([inference_forward(model, images[s:s + batch_size])
                       for s in range(0, images.shape[0], batch_size)])
 
 
@@ -154,8 +155,8 @@ def _job_logits(model: nn.Module, x: torch.Tensor, base: torch.Tensor, orders: t
               "base": base.permute(0, 2, 3, 1).reshape(n, h * w, c)}
     start, fill = (pixels["base"], pixels["x"]) if insertion else (pixels["x"], pixels["base"])
     images = image_index.tolist()
-    return [run_model(model, _perturbed(start, fill, orders, images, jobs[s:s + batch_size],
-                                        h, w))
+    return [inference_forward(model, _perturbed(start, fill, orders, images,
+                                                jobs[s:s + batch_size], h, w))
             for s in range(0, len(jobs), batch_size)]
 
 

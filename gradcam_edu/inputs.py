@@ -16,7 +16,22 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-__all__ = ["check_images", "first_conv", "model_mode", "run_model", "warn_non_finite"]
+__all__ = ["HOOK_DICTS", "check_images", "first_conv", "hook_count", "hook_ids", "model_mode",
+           "run_model", "warn_non_finite"]
+
+HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+"""Where an ``nn.Module`` keeps its hooks."""
+
+
+def hook_ids(model: nn.Module) -> set[tuple[int, str, int]]:
+    """``(module id, hook dict, hook id)`` of every hook registered on ``model``'s modules."""
+    return {(id(m), d, k) for m in model.modules() for d in HOOK_DICTS for k in getattr(m, d)}
+
+
+def hook_count(model: nn.Module) -> int:
+    """Forward, pre-forward and backward hooks currently registered on ``model``'s modules
+    (0 after every capture has closed)."""
+    return len(hook_ids(model))
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d | None:

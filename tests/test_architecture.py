@@ -5,7 +5,7 @@ The layers, bottom to top (README, "Architecture"); a module may import its own 
 those below it, never one above:
 
     base        targets, threads, tables, images, resnet, inputs (no package imports but base)
-    core        capture, cams, attributions                      one capture, every method
+    core        capture, inference, cams, attributions           one capture, every method
     world       shapes, models, truncate, weights, classification, train
     evaluation  metrics, faithfulness, scoreboard, gradflow, probes, verdict
     display     render, viz, layers, session, explorer
@@ -20,7 +20,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "gradcam_edu"
 LAYERS = {
     "base": ["targets", "threads", "tables", "images", "resnet", "inputs"],
-    "core": ["capture", "cams", "attributions"],
+    "core": ["capture", "inference", "cams", "attributions"],
     "world": ["shapes", "models", "truncate", "variants", "weights", "classification", "train",
               "fetch"],
     "evaluation": ["metrics", "faithfulness", "scoreboard", "gradflow", "probes", "evidence",

@@ -125,7 +125,8 @@ def test_batched_curves_equal_the_old_loop(kind):
 # ----------------------------------------------------------------------------- by hand
 class WeightedPixels(nn.Module):
     """score = 0.1 x00 + 0.2 x01 + 0.3 x10 + 0.4 x11 (a multi-label model: sigmoid), counting
-    the images it is given."""
+    the images it is given (in a forward pre-hook, which every forward runs: a model with a
+    hook runs as itself, see :mod:`gradcam_edu.inference`)."""
 
     probabilities = "sigmoid"
 
@@ -135,9 +136,12 @@ class WeightedPixels(nn.Module):
         with torch.no_grad():
             self.conv.weight.copy_(torch.tensor([[[[0.1, 0.2], [0.3, 0.4]]]]))
         self.seen = 0
+        self.register_forward_pre_hook(self.count)
+
+    def count(self, module, inputs):
+        self.seen += inputs[0].shape[0]
 
     def forward(self, x):
-        self.seen += x.shape[0]
         return self.conv(x).flatten(1)
 
 

@@ -26,7 +26,8 @@ time), since on cores shared with other jobs wall time mostly measures the sched
 Prints the medians, the ratios sweep / torchcam224, sweep / torchcam (the goal: <= 0.95),
 sweep / bare-input (goal: <= 1.05), reference / sweep, and the largest difference between the
 sweep's maps and torchcam's and grad-cam's: as shipped, and with their conventions matched
-(see :func:`agreement`).
+(see :func:`agreement`). ``--profile`` then prints where each candidate's time goes
+(torch.profiler, by operator group: :mod:`profiling`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import time
 
 import torch
 import torchvision
+from profiling import print_breakdowns
 from torch import nn
 
 from gradcam_edu import cams
@@ -180,6 +182,8 @@ def main() -> None:
                         help="repeats that also run grad-cam's per-layer loop (0: never)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print each candidate's time by operator group")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -217,6 +221,10 @@ def main() -> None:
         if "reference" in med:
             line += f"   reference / sweep = {med['reference'] / med['sweep']:.1f}"
         print(line, flush=True)
+    if args.profile:
+        for b, (x, classes) in setups.items():
+            print_breakdowns(candidates(model, x, classes, layers, False),
+                             title=f"batch {b}: where the time goes")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ may be shared (the load average is printed).
             descending ranking, one substrate for both curves, trapezoids over the perturbed
             fraction; fed our maps through a stand-in CAM extractor (no CAM cost is timed).
             Also timed with the model in channels_last (torchcam's code unchanged).
+  ours-A-itself  ours-A with the frozen copy turned off (``inference.model_itself``: the
+            perturbed images through the model itself, channels-last): what the copy gains
   ours-B    the package's defaults: black for deletion, blurred (sigma 5 px) for insertion
   grad-cam  pytorch_grad_cam.metrics' PerturbationConfidenceMetric with RemoveMostRelevantFirst
             (deletion) / RemoveLeastRelevantFirst (insertion) at percentiles 100 (1 - k/32)
@@ -48,7 +50,7 @@ from pytorch_grad_cam.metrics.perturbation_confidence import (
 )
 from torchcam.metrics import DeletionInsertionMetric
 
-from gradcam_edu import weights
+from gradcam_edu import inference, weights
 from gradcam_edu.cams import explain
 from gradcam_edu.faithfulness import (
     blurred,
@@ -89,6 +91,11 @@ def ours(model, images, maps, image, cls, insertion_baseline, batch_size=16):
     curves = perturbation_curves(model, images, maps, cls, STEPS, image, "zeros",
                                  insertion_baseline, batch_size)
     return curve_auc(curves["deletion"]), curve_auc(curves["insertion"])
+
+
+def ours_itself(*args):
+    with inference.model_itself():
+        return ours(*args)
 
 
 class GivenMaps:
@@ -167,14 +174,18 @@ def timed(fn, *args):
 def memory_format(model, images, rounds):
     x = images[:1].expand(16, -1, -1, -1).contiguous()
     xcl = x.contiguous(memory_format=torch.channels_last)
-    best = {"contiguous": float("inf"), "channels_last": float("inf")}
+    runs = {"model, contiguous": lambda: model(x), "model, channels_last": lambda: model(xcl),
+            "frozen copy": lambda: inference.inference_forward(model, x)}
+    best = dict.fromkeys(runs, float("inf"))
     with torch.inference_mode():
-        model(x), model(xcl)
+        for fn in runs.values():
+            fn()
         for _ in range(rounds):
-            for name, xb in (("contiguous", x), ("channels_last", xcl)):
-                best[name] = min(best[name], timed(lambda b: [model(b) for _ in range(3)], xb)[0])
-    print("forward of 16 images x 3, input memory format: " + ", ".join(
-        f"{k} {48 / v:.1f} img/s" for k, v in best.items()) + f" ({load()})", flush=True)
+            for name, fn in runs.items():
+                best[name] = min(best[name], timed(lambda f=fn: [f() for _ in range(3)])[0])
+    print("forward of 16 images x 3: " + ", ".join(
+        f"{k} {48 / v:.1f} img/s" for k, v in best.items())
+        + f" ({inference.inference_status(model)}; {load()})", flush=True)
 
 
 def batch_sizes(model, images, maps, image, cls):
@@ -194,6 +205,7 @@ def compare(model, images, maps, image, cls, rounds):
     model_cl = weights.load_model("resnet18-shapes").to(memory_format=torch.channels_last)
     candidates = {
         "ours-A": lambda: ours(model, images, maps, image, cls, "zeros"),
+        "ours-A-itself": lambda: ours_itself(model, images, maps, image, cls, "zeros"),
         "torchcam": lambda: torchcam(model, images, maps, image, cls),
         "torchcam-cl": lambda: torchcam(model_cl, images, maps, image, cls),
         "ours-B": lambda: ours(model, images, maps, image, cls, "blur"),
@@ -204,9 +216,10 @@ def compare(model, images, maps, image, cls, rounds):
         for name, fn in candidates.items():
             t, values[name] = timed(fn)
             best[name] = min(best.get(name, float("inf")), t)
-            print(f"  round {r + 1} {name:<12}{t:7.1f} s  ({load()})", flush=True)
+            print(f"  round {r + 1} {name:<14}{t:7.1f} s  ({load()})", flush=True)
     tol = 1e-5
-    for a, b in (("ours-A", "torchcam"), ("ours-A", "torchcam-cl"), ("ours-B", "grad-cam")):
+    for a, b in (("ours-A", "torchcam"), ("ours-A", "torchcam-cl"), ("ours-B", "grad-cam"),
+                 ("ours-A", "ours-A-itself")):
         dd = float((values[a][0] - values[b][0]).abs().max())
         di = float((values[a][1] - values[b][1]).abs().max())
         verdict = "EQUAL" if max(dd, di) <= tol else "DIFFERENT"
@@ -214,11 +227,12 @@ def compare(model, images, maps, image, cls, rounds):
               f"-> {verdict} within {tol:.0e}")
     rate = {k: len(maps) / v for k, v in best.items()}
     for k, v in rate.items():
-        print(f"{k:<12}{v:8.3f} maps/s (deletion + insertion, {STEPS} steps, best of "
+        print(f"{k:<14}{v:8.3f} maps/s (deletion + insertion, {STEPS} steps, best of "
               f"{rounds} rounds)")
     print(f"ratios: ours-A / torchcam {rate['ours-A'] / rate['torchcam']:.2f}x, ours-A / "
           f"torchcam-cl {rate['ours-A'] / rate['torchcam-cl']:.2f}x, ours-B / grad-cam "
-          f"{rate['ours-B'] / rate['grad-cam']:.2f}x", flush=True)
+          f"{rate['ours-B'] / rate['grad-cam']:.2f}x, ours-A / ours-A-itself "
+          f"{rate['ours-A'] / rate['ours-A-itself']:.2f}x (the frozen copy's gain)", flush=True)
 
 
 def board(model, images, classes, n_images, threads, steps):

@@ -31,6 +31,10 @@ torchcam/methods/activation.py 0.5):
                mask_k) - score(x)): the baseline is one constant per image, which softmax
                ignores; map ReLU, min-max (+1e-8) at the layer's resolution; batches of 32.
 
+``ours-itself`` is the package with its frozen copy turned off (``inference.model_itself``: the
+masked images through the model itself, channels-last): what the copy gains. ``--profile``
+prints where each candidate's time goes (torch.profiler, by operator group: :mod:`profiling`).
+
 So the three differ in the masks only (where min-max happens, align_corners). Maps are compared
 twice: as shipped (the difference this makes, printed, no tolerance), and with each peer's masks
 switched to the package's convention for that check only (grad-cam's upsampler made
@@ -50,8 +54,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from bench_capture import timed  # the same clock as the capture benchmark
+from profiling import print_breakdowns
 
-from gradcam_edu import cams, weights
+from gradcam_edu import cams, inference, weights
 from gradcam_edu.capture import capture
 from gradcam_edu.shapes import shapes_sample
 
@@ -65,6 +70,11 @@ def ours(model, x, layer, classes, batch_size):
         cap.forward(x)
     return cams.score_cam(model, x, cap.activations[layer].detach(), classes,
                           batch_size=batch_size)
+
+
+def ours_itself(model, x, layer, classes, batch_size):
+    with inference.model_itself():
+        return ours(model, x, layer, classes, batch_size)
 
 
 def grad_cam(model, x, layer, classes, batch_size=None):
@@ -177,6 +187,8 @@ def main() -> None:
                     help="first time the package alone at these masked batch sizes")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print each candidate's time by operator group")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -201,6 +213,8 @@ def main() -> None:
     for m, (model, x, classes) in setups.items():
         runs[(m, "ours")] = functools.partial(ours, model, x, args.layer, classes,
                                               args.batch_size)
+        runs[(m, "ours-itself")] = functools.partial(ours_itself, model, x, args.layer,
+                                                     classes, args.batch_size)
         runs[(m, "grad-cam")] = functools.partial(grad_cam, model, x, args.layer, classes)
         runs[(m, "torchcam")] = functools.partial(torchcam, model, x, args.layer, classes)
     times = {key: [] for key in runs}
@@ -212,12 +226,20 @@ def main() -> None:
           f"of {args.repeats} interleaved repeats; ours: batches of {args.batch_size}, peers "
           "their defaults (grad-cam 16, torchcam 32)")
     for m in setups:
-        med = {k: statistics.median(times[(m, k)]) for k in ("ours", "grad-cam", "torchcam")}
+        med = {k: statistics.median(times[(m, k)])
+               for k in ("ours", "ours-itself", "grad-cam", "torchcam")}
         faster = min(med["grad-cam"], med["torchcam"])
         print(f"  {m}: " + "  ".join(f"{k} {v:.2f} s" for k, v in med.items())
               + f"   faster peer / ours = {faster / med['ours']:.2f}x (goal >= 3)"
               + f"   grad-cam / ours = {med['grad-cam'] / med['ours']:.2f}x"
-              + f"   torchcam / ours = {med['torchcam'] / med['ours']:.2f}x", flush=True)
+              + f"   torchcam / ours = {med['torchcam'] / med['ours']:.2f}x"
+              + f"   ours-itself / ours = {med['ours-itself'] / med['ours']:.2f}x"
+              + f" ({inference.inference_status(setups[m][0], device)})", flush=True)
+    if args.profile:
+        for m in setups:
+            print_breakdowns({k: runs[(m, k)] for k in ("ours", "ours-itself", "grad-cam",
+                                                        "torchcam")},
+                             repeats=1, title=f"{m}: where the time goes")
 
 
 if __name__ == "__main__":

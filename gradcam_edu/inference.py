@@ -26,6 +26,7 @@ happen only in the model's own forwards; a model that needs them, or a hook, run
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 import weakref
@@ -35,7 +36,7 @@ from torch import nn
 
 from .inputs import HOOK_DICTS, run_model
 
-__all__ = ["ATOL", "RTOL", "inference_forward", "inference_status"]
+__all__ = ["ATOL", "RTOL", "inference_forward", "inference_status", "model_itself"]
 
 ATOL, RTOL = 1e-4, 1e-4
 """How far the copy's logits may lie from the model's (absolute, relative) on the first batch:
@@ -45,6 +46,18 @@ _CHECK_IMAGES = 2
 
 # model -> (fingerprint, frozen copy or None, why the model itself is used, checked yet)
 _COPIES: weakref.WeakKeyDictionary[nn.Module, list] = weakref.WeakKeyDictionary()
+_OFF: list[str] = []      # reasons given to model_itself() blocks now open
+
+
+@contextlib.contextmanager
+def model_itself(why: str = "asked for (inference.model_itself)"):
+    """Within the block :func:`inference_forward` runs the model itself, never a copy: to
+    compare the two, or to rule the copy out when a number looks wrong."""
+    _OFF.append(why)
+    try:
+        yield
+    finally:
+        _OFF.pop()
 
 
 def _fingerprint(model: nn.Module, device: torch.device) -> tuple:
@@ -121,10 +134,10 @@ def inference_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's logits for ``x`` ``(N, C, H, W)``, no gradient: through the frozen copy
     where one can be made and agrees with the model, else ``model(x)`` (channels-last on the
     CPU). Call in eval mode (:func:`gradcam_edu.inputs.model_mode`) and inference mode."""
-    entry = _entry(model, x.device)
-    if not entry[3]:
+    entry = None if _OFF else _entry(model, x.device)
+    if entry is not None and not entry[3]:
         _check(entry, model, x)
-    if entry[1] is not None:
+    if entry is not None and entry[1] is not None:
         return entry[1](x.contiguous())
     if x.device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -134,6 +147,8 @@ def inference_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def inference_status(model: nn.Module, device: str | torch.device = "cpu") -> str:
     """Which path :func:`inference_forward` takes for ``model`` on ``device``: ``"frozen
     copy"``, or ``"the model itself: <why>"`` (a copy not yet checked says so)."""
+    if _OFF:
+        return f"the model itself: {_OFF[-1]}"
     entry = _entry(model, torch.device(device))
     if entry[1] is not None:
         return "frozen copy" + ("" if entry[3] else " (not yet checked on a batch)")

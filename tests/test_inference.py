@@ -144,3 +144,29 @@ def test_the_copy_does_not_keep_the_model_alive():
     del model
     gc.collect()
     assert ref() is None
+
+
+
+class Counting(nn.Module):
+    """conv_bn(), counting in ``forward`` (a side effect the frozen copy does not keep)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner, self.calls = conv_bn(), 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+def test_model_itself_turns_the_copy_off_for_a_block_only():
+    model = Counting().eval()
+    x = torch.ones(1, 1, 1, 1)
+    with torch.inference_mode():
+        with inference.model_itself("to compare"):
+            assert inference_status(model) == "the model itself: to compare"
+            assert inference_forward(model, x).item() == pytest.approx(3.25)
+            assert model.calls == 1
+        assert inference_forward(model, x).item() == pytest.approx(3.25)  # the copy, checked
+        assert inference_forward(model, x).item() == pytest.approx(3.25)  # by one forward
+    assert model.calls == 2 and inference_status(model) == "frozen copy"

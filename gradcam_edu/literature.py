@@ -58,6 +58,12 @@ def _depth_row(ev: Evidence, margin: float) -> dict:
                 "above the margin; partly if only the latter", word)
 
 
+def _tiny(v: float, floor: float = 1e-5) -> str:
+    """``v`` in scientific notation, or ``"< 1e-05"`` below ``floor``: float32 rounding, whose
+    digits move with the CPU's kernels and the memory layout, is not printed as a finding."""
+    return f"< {floor:.0e}" if abs(v) < floor else f"{v:.1e}"
+
+
 def _hirescam_row(ev: Evidence, map_gaps: Mapping[str, float] | None) -> dict:
     same = (ev.get(setting(layer="layer4.1", method="hirescam"), "energy")
             - ev.get(setting(layer="layer4.1"), "energy")).abs().nan_to_num().max()
@@ -65,11 +71,11 @@ def _hirescam_row(ev: Evidence, map_gaps: Mapping[str, float] | None) -> dict:
                        setting(layer="layer3.1"), m) for m in ("energy", "target_share")}
     scores = "; ".join(f"{m} {e.text()}" for m, e in inner.items())
     if map_gaps is None:
-        return _row("hirescam", f"layer4.1: max |energy difference| {float(same):.1e}; "
+        return _row("hirescam", f"layer4.1: max |energy difference| {_tiny(float(same))}; "
                     f"layer3.1, HiResCAM - Grad-CAM: {scores}",
                     "a statement about maps: needs the map differences (map_gaps)", "not tested")
     return _row("hirescam", f"mean max |HiResCAM - Grad-CAM| of the displayed maps: layer4.1 "
-                f"{map_gaps['layer4.1']:.1e} (pool + linear head: constant gradient), layer3.1 "
+                f"{_tiny(map_gaps['layer4.1'])} (pool + linear head: constant gradient), layer3.1 "
                 f"{map_gaps['layer3.1']:.2f}; their scores at layer3.1: {scores}",
                 "agrees if the maps are equal (< 1e-4) at layer4.1 and differ (> 0.1) at "
                 "layer3.1", "agrees" if map_gaps["layer4.1"] < 1e-4 and

@@ -18,6 +18,7 @@ def test_hirescam_rule_reads_map_differences():
     assert literature._hirescam_row(ev, None)["agreement"] == "not tested"
     row = literature._hirescam_row(ev, {"layer4.1": 3e-8, "layer3.1": 0.8})
     assert row["agreement"] == "agrees" and "layer3.1 0.80" in row["ours"]
+    assert "layer4.1 < 1e-05 (pool" in row["ours"]      # rounding noise: no digits printed
     assert literature._hirescam_row(ev, {"layer4.1": 3e-3, "layer3.1": 0.8})["agreement"] \
         == "disagrees"                                     # not equal where it must be
     assert literature._hirescam_row(ev, {"layer4.1": 0.0, "layer3.1": 0.05})["agreement"] \

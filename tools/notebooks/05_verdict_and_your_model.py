@@ -501,8 +501,9 @@ recorded.check("05 literature", table.text, tol=0.02)   # the same on every CPU
 # **Where we agree and where we do not** (the words above come from the printed rules).
 # LayerCAM's shallow-layer advantage is reproduced. HiResCAM's finding is about maps, and it
 # holds: at the last block the two maps are equal (the pooled linear head makes the gradient
-# constant over space: a mean largest pixel difference of 2.4e-07), at `layer3.1` they differ
-# (0.62), although their *scores* there differ little (energy +0.018, within the margin).
+# constant over space: a mean largest pixel difference below 1e-5, float32 rounding), at
+# `layer3.1` they differ (0.62), although their *scores* there differ little (energy +0.018,
+# within the margin).
 # "Progressively worse in earlier layers" holds only in part: the energy rises from
 # `layer1.1` to `layer3.1`, then falls at `layer4.1`, whose 7 x 7 grid is coarse for objects
 # of this size, though the grid is not the whole reason: `layer4.0`, on the same grid, scores

@@ -2,6 +2,7 @@
 the same maps, then the faithfulness board (20 layers x 3 methods x 128 images).
 
     python benchmarks/bench_faithfulness.py [--images 4] [--rounds 2] [--board-images 2]
+        [--device cpu|cuda]
 
 Model: the shipped resnet18-shapes (sigmoid: multi-label). Maps: Grad-CAM of a few layers
 for every (image, class) pair of the first "test" images, at 224 x 224. The clock runs with 1
@@ -90,7 +91,7 @@ def comparison_maps(model, images, classes, layers):
 def ours(model, images, maps, image, cls, insertion_baseline, batch_size=16):
     curves = perturbation_curves(model, images, maps, cls, STEPS, image, "zeros",
                                  insertion_baseline, batch_size)
-    return curve_auc(curves["deletion"]), curve_auc(curves["insertion"])
+    return curve_auc(curves["deletion"]).cpu(), curve_auc(curves["insertion"]).cpu()
 
 
 def ours_itself(*args):
@@ -145,12 +146,12 @@ def gradcam_metrics(model, images, maps, image, cls):
     x = images[image]
     hw = maps[0].numel()
     rank_maps = ((hw - 1 - saliency_ranks(maps).float()) / (hw - 1)).reshape(maps.shape)
-    cams_np = rank_maps.numpy().astype(np.float32)
+    cams_np = rank_maps.cpu().numpy().astype(np.float32)
     targets = [lambda out, c=int(c): torch.sigmoid(out[c]) for c in cls]
     zeros, blur = Substrate(torch.zeros_like(x)), Substrate(blurred(x))
     with torch.no_grad():
         start = torch.stack([t(o) for t, o in zip(targets, model(x), strict=True)])
-    deletion, insertion = [start.numpy()], []
+    deletion, insertion = [start.cpu().numpy()], []
     for k in range(1, STEPS + 1):
         metric = PerturbationConfidenceMetric(RemoveMostRelevantFirst(100 * (1 - k / STEPS),
                                                                       zeros))
@@ -158,15 +159,19 @@ def gradcam_metrics(model, images, maps, image, cls):
     for k in range(STEPS):
         metric = PerturbationConfidenceMetric(RemoveLeastRelevantFirst(100 * k / STEPS, blur))
         insertion.append(metric(x, cams_np, targets, model, return_diff=False))
-    insertion.append(start.numpy())
+    insertion.append(start.cpu().numpy())
     d = torch.from_numpy(np.stack(deletion, axis=1).astype(np.float32))
     i = torch.from_numpy(np.stack(insertion, axis=1).astype(np.float32))
     return curve_auc(d), curve_auc(i)
 
 
 def timed(fn, *args):
+    """Wall seconds of ``fn(*args)`` (on a GPU between synchronisations) and its result."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
     t0 = time.perf_counter()
     out = fn(*args)
+    sync()
     return time.perf_counter() - t0, out
 
 
@@ -202,7 +207,8 @@ def batch_sizes(model, images, maps, image, cls):
 
 
 def compare(model, images, maps, image, cls, rounds):
-    model_cl = weights.load_model("resnet18-shapes").to(memory_format=torch.channels_last)
+    model_cl = weights.load_model("resnet18-shapes").to(images.device,
+                                                        memory_format=torch.channels_last)
     candidates = {
         "ours-A": lambda: ours(model, images, maps, image, cls, "zeros"),
         "ours-A-itself": lambda: ours_itself(model, images, maps, image, cls, "zeros"),
@@ -261,10 +267,13 @@ def main() -> None:
     ap.add_argument("--board-threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--skip-compare", action="store_true")
     ap.add_argument("--skip-board", action="store_true")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model = weights.load_model("resnet18-shapes")
+    device = torch.device(args.device)
+    model = weights.load_model("resnet18-shapes").to(device)
     images, _, classes = shapes_sample(max(args.images, 128))
+    images = images.to(device)
     if not args.skip_compare:
         cmp_images, cmp_classes = images[:args.images], [c[:1] for c in classes[:args.images]]
         maps, image, cls = comparison_maps(model, cmp_images, cmp_classes, args.layers)

@@ -1,6 +1,7 @@
 """Time the layer scoreboard: 20 layers x 3 gradient methods x 200 images (budget: 90 s).
 
     python benchmarks/bench_scoreboard.py [--images 200] [--batch-size 16] [--threads 1 2]
+        [--device cpu|cuda]
 
 Uses the shipped ``resnet18-shapes`` when its weights are in data/, else a random
 ``resnet18_narrow`` (same architecture, same cost). Images: the held-out "test" split,
@@ -39,7 +40,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--table", action="store_true", help="also print the scoreboard table")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    device = torch.device(args.device)
     try:
         model, which = weights.load_model("resnet18-shapes"), "resnet18-shapes (trained)"
     except (ValueError, FileNotFoundError):
@@ -47,10 +50,12 @@ def main() -> None:
         model, which = models.resnet18_narrow().eval(), "resnet18_narrow (random weights)"
     t0 = time.perf_counter()
     images, masks, classes = shapes_sample(args.images)
+    model, images = model.to(device), images.to(device)    # the scoreboard moves the masks
     render_s = time.perf_counter() - t0
     print(f"model: {which}; {args.images} 'test' images; {len(LAYERS)} layers x "
-          f"{len(METHODS)} methods; batch {args.batch_size}; rendering {render_s:.1f} s (not "
-          f"timed); load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+          f"{len(METHODS)} methods; batch {args.batch_size}; {device}; rendering "
+          f"{render_s:.1f} s (not timed); load average before: {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores")
     for threads in args.threads:
         torch.set_num_threads(threads)
         t0 = time.perf_counter()

@@ -212,7 +212,7 @@ def _baselines(mask: torch.Tensor, other: torch.Tensor, two: torch.Tensor,
                tolerance_px: int) -> dict[str, torch.Tensor]:
     out = baseline_scores(mask, tolerance_px)
     n, h, w = mask.shape
-    nan = torch.full((n,), math.nan)
+    nan = torch.full((n,), math.nan, device=mask.device)
     for name, fn in (("centre", centre_map), ("uniform", uniform_map)):
         maps = fn(h, w).expand(n, h, w)
         out[f"{name}_target_share"] = torch.where(two, target_share(maps, mask, other), nan)
@@ -283,7 +283,7 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
     :attr:`Scoreboard.rows`.
     """
     methods = check_methods(methods, GRADIENT_METHODS)
-    masks = [torch.as_tensor(m, dtype=torch.bool) for m in masks]
+    masks = [torch.as_tensor(m, dtype=torch.bool, device=images.device) for m in masks]
     _check_inputs(images, masks, classes)
     size = tuple(images.shape[-2:])
     per: dict[tuple[str, str], dict[str, list]] = {(la, m): {k: [] for k in METRICS}
@@ -313,7 +313,7 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
                 # the other object of a 2-object image (empty mask on 1-object images)
                 other = torch.stack([masks[i][1 - slot] if len(classes[i]) == 2
                                      else torch.zeros_like(masks[i][0]) for i in rows])
-                two = torch.tensor([len(classes[i]) == 2 for i in rows])
+                two = torch.tensor([len(classes[i]) == 2 for i in rows], device=images.device)
                 image_index += rows
                 slots += [slot] * len(rows)
                 target_class += [classes[i][slot] for i in rows]
@@ -328,7 +328,7 @@ def scoreboard(model: nn.Module, images: torch.Tensor, masks: Sequence[torch.Ten
                                key=lambda p: (image_index[p], slots[p])), dtype=torch.long)
 
     def cat(parts: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(parts)[perm]
+        return torch.cat(parts)[perm].cpu()     # the tables are small: on the CPU
 
     return Scoreboard(
         layers=order, methods=list(methods), grids=grids,

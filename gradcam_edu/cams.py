@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .capture import capture
-from .inference import inference_forward
+from .inference import inference_forward, masked_images
 from .inputs import check_images, model_mode
 from .targets import Target, class_indices, select_target, target_scores
 
@@ -379,7 +379,7 @@ def _masked_scores(model: nn.Module, x: torch.Tensor, picked: torch.Tensor, targ
             lo, hi = torch.aminmax(masks.flatten(1), dim=1)
             masks = (masks - lo[:, None, None, None]) / (hi - lo + EPS)[:, None, None, None]
             masks[p < 0] = 0
-            logits = inference_forward(model, x[i] * masks)
+            logits = inference_forward(model, masked_images(x, i, masks))
             scores.append(target_scores(logits, select_target(target, n, index=i)))
     scores = torch.cat(scores).clone()                # a normal tensor, not an inference one
     out = scores.new_zeros(n, k)

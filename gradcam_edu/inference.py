@@ -36,7 +36,8 @@ from torch import nn
 
 from .inputs import HOOK_DICTS, run_model
 
-__all__ = ["ATOL", "RTOL", "inference_forward", "inference_status", "model_itself"]
+__all__ = ["ATOL", "RTOL", "inference_forward", "inference_status", "masked_images",
+           "model_itself"]
 
 ATOL, RTOL = 1e-4, 1e-4
 """How far the copy's logits may lie from the model's (absolute, relative) on the first batch:
@@ -142,6 +143,21 @@ def inference_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if x.device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)
     return run_model(model, x)
+
+
+def masked_images(x: torch.Tensor, index: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """``x[index] * masks`` ``(B, C, H, W)`` for masks ``(B, 1, H, W)``, without gathering
+    ``x[index]`` first: one broadcast product per run of equal indices (Score-CAM's batches
+    hold the masks of one image after another)."""
+    out = masks.new_empty(len(index), *x.shape[1:])
+    if len(index) == 0:
+        return out
+    new = torch.ones(len(index), dtype=torch.bool, device=index.device)
+    new[1:] = index[1:] != index[:-1]
+    starts = [*new.nonzero()[:, 0].tolist(), len(index)]
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
+        torch.mul(masks[a:b], x[int(index[a])], out=out[a:b])
+    return out
 
 
 def inference_status(model: nn.Module, device: str | torch.device = "cpu") -> str:

@@ -10,7 +10,7 @@ from torch import nn
 
 from gradcam_edu import cams, inference
 from gradcam_edu.capture import capture, hook_count
-from gradcam_edu.inference import inference_forward, inference_status
+from gradcam_edu.inference import inference_forward, inference_status, masked_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -170,3 +170,16 @@ def test_model_itself_turns_the_copy_off_for_a_block_only():
         assert inference_forward(model, x).item() == pytest.approx(3.25)  # the copy, checked
         assert inference_forward(model, x).item() == pytest.approx(3.25)  # by one forward
     assert model.calls == 2 and inference_status(model) == "frozen copy"
+
+
+def test_masked_images_is_the_gathered_product_by_runs_of_one_image():
+    """x[index] * masks, worked by hand: image 0 is [1, 2], image 1 is [10, 20]; the runs
+    (0, 0), (1), (0) each take one broadcast product."""
+    x = torch.tensor([[[[1.0, 2.0]]], [[[10.0, 20.0]]]])             # (2, 1, 1, 2)
+    masks = torch.tensor([[[[1.0, 0.0]]], [[[0.5, 0.5]]], [[[0.0, 1.0]]], [[[2.0, 3.0]]]])
+    out = masked_images(x, torch.tensor([0, 0, 1, 0]), masks)
+    assert out.tolist() == [[[[1.0, 0.0]]], [[[0.5, 1.0]]], [[[0.0, 20.0]]], [[[2.0, 6.0]]]]
+    rgb = torch.rand(3, 3, 4, 4)
+    index, m = torch.tensor([2, 2, 0, 1, 1, 2]), torch.rand(6, 1, 4, 4)
+    assert torch.equal(masked_images(rgb, index, m), rgb[index] * m)
+    assert masked_images(rgb, index[:0], m[:0]).shape == (0, 3, 4, 4)

@@ -2,7 +2,7 @@
 the same maps, then the faithfulness board (20 layers x 3 methods x 128 images).
 
     python benchmarks/bench_faithfulness.py [--images 4] [--rounds 2] [--board-images 2]
-        [--device cpu|cuda]
+        [--device cpu|cuda] [--profile]
 
 Model: the shipped resnet18-shapes (sigmoid: multi-label). Maps: Grad-CAM of a few layers
 for every (image, class) pair of the first "test" images, at 224 x 224. The clock runs with 1
@@ -29,6 +29,9 @@ may be shared (the load average is printed).
             compared; the curve's end points it cannot reach (k = 0, and insertion's k = 32)
             are one forward of the original images. AUC: our trapezoid rule on its points.
 
+``--profile`` prints where ours-A, torchcam-cl and grad-cam spend their time (torch.profiler,
+by operator group: :mod:`profiling`).
+
 The board is timed on its first --board-images images and extrapolated by pairs (the cost
 per (image, class) pair is about constant), at 1 and 2 threads, and at 32 and 4 steps to
 fit the steps that would bring the full board under 10 minutes.
@@ -44,6 +47,7 @@ import time
 import numpy as np
 import torch
 from bench_scoreboard import LAYERS as SCOREBOARD_LAYERS
+from profiling import print_breakdowns
 from pytorch_grad_cam.metrics.perturbation_confidence import (
     PerturbationConfidenceMetric,
     RemoveLeastRelevantFirst,
@@ -206,7 +210,7 @@ def batch_sizes(model, images, maps, image, cls):
           + f" (fastest {min(best, key=best.get)}; {load()})", flush=True)
 
 
-def compare(model, images, maps, image, cls, rounds):
+def compare(model, images, maps, image, cls, rounds, profile=False):
     model_cl = weights.load_model("resnet18-shapes").to(images.device,
                                                         memory_format=torch.channels_last)
     candidates = {
@@ -239,6 +243,9 @@ def compare(model, images, maps, image, cls, rounds):
           f"torchcam-cl {rate['ours-A'] / rate['torchcam-cl']:.2f}x, ours-B / grad-cam "
           f"{rate['ours-B'] / rate['grad-cam']:.2f}x, ours-A / ours-A-itself "
           f"{rate['ours-A'] / rate['ours-A-itself']:.2f}x (the frozen copy's gain)", flush=True)
+    if profile:
+        print_breakdowns({k: candidates[k] for k in ("ours-A", "torchcam-cl", "grad-cam")},
+                         repeats=1, title=f"where the time goes, {len(maps)} maps")
 
 
 def board(model, images, classes, n_images, threads, steps):
@@ -268,6 +275,8 @@ def main() -> None:
     ap.add_argument("--skip-compare", action="store_true")
     ap.add_argument("--skip-board", action="store_true")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print each candidate's time by operator group (torch.profiler)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
@@ -281,7 +290,7 @@ def main() -> None:
               f"x layers {args.layers}); {STEPS} steps; 1 torch thread; {load()}", flush=True)
         memory_format(model, images, args.rounds)
         batch_sizes(model, cmp_images, maps, image, cls)
-        compare(model, cmp_images, maps, image, cls, args.rounds)
+        compare(model, cmp_images, maps, image, cls, args.rounds, args.profile)
     if args.skip_board:
         return
     print(f"board: {len(BOARD_LAYERS)} layers x {len(METHODS)} methods x {len(classes[:128])} "

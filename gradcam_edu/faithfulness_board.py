@@ -236,7 +236,7 @@ def faithfulness_board(model: nn.Module, images: torch.Tensor,
                           for r in rows]),
             steps, torch.tensor([r for *_, rows, _ in parts for r in rows]),
             deletion_baseline, insertion_baseline, batch_size)
-        aucs = {mode: curve_auc(curves[mode]).cpu() for mode in MODES}   # tables: CPU
+        aucs = {mode: curve_auc(curves[mode]) for mode in MODES}
         at = 0
         for layer, method, slot, rows, _ in parts:
             pairs = torch.tensor([first_pair[batch[r]] + slot for r in rows])

@@ -150,13 +150,11 @@ def masked_images(x: torch.Tensor, index: torch.Tensor, masks: torch.Tensor) -> 
     ``x[index]`` first: one broadcast product per run of equal indices (Score-CAM's batches
     hold the masks of one image after another)."""
     out = masks.new_empty(len(index), *x.shape[1:])
-    if len(index) == 0:
-        return out
-    new = torch.ones(len(index), dtype=torch.bool, device=index.device)
-    new[1:] = index[1:] != index[:-1]
-    starts = [*new.nonzero()[:, 0].tolist(), len(index)]
-    for a, b in zip(starts[:-1], starts[1:], strict=True):
-        torch.mul(masks[a:b], x[int(index[a])], out=out[a:b])
+    images, counts = torch.unique_consecutive(index, return_counts=True)
+    start = 0
+    for image, count in zip(images.tolist(), counts.tolist(), strict=True):
+        torch.mul(masks[start:start + count], x[image], out=out[start:start + count])
+        start += count
     return out
 
 

@@ -363,7 +363,7 @@ def grid_ceiling(masks: torch.Tensor, grid: int | tuple[int, int],
             "energy": energy_ceiling(masks, grid)}
 
 
-def _clarity_values(maps: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
+def _clarity_values(maps: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """``(N, n)`` non-negative pixel values of maps (N, H, W) / (N, 1, H, W), in ``dtype``."""
     if not isinstance(maps, torch.Tensor) or maps.ndim not in (3, 4) or (
             maps.ndim == 4 and maps.shape[1] != 1):
@@ -375,7 +375,7 @@ def _clarity_values(maps: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
         raise ValueError("maps: contain NaN or infinite values")
     if maps[0].numel() < 2:
         raise ValueError(f"maps: expected at least 2 pixels per map, got {maps[0].numel()}")
-    return maps.reshape(maps.shape[0], -1).to(dtype or maps.dtype).clamp(min=0)
+    return maps.reshape(maps.shape[0], -1).to(dtype).clamp(min=0)
 
 
 def _sorted_rows(x: torch.Tensor) -> torch.Tensor:
@@ -393,7 +393,7 @@ def gini(maps: torch.Tensor) -> torch.Tensor:
     clipped by the ReLU) scores 0, as a flat map does: it is the limit of a flat map whose
     value goes to 0, and it shows nothing, so it must not be left out as undefined (a method
     whose maps are often blank would otherwise be judged on its non-blank maps only)."""
-    x = _sorted_rows(_clarity_values(maps, None)).double()   # same order, half the bytes
+    x = _sorted_rows(_clarity_values(maps, maps.dtype)).double()   # same order, fewer bytes
     n, total = x.shape[1], x.sum(dim=1)
     rank = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)
     g = ((2 * rank - n - 1) * x).sum(dim=1) / (n * total.clamp(min=1e-300))
